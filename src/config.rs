@@ -1,0 +1,232 @@
+//! Typed configuration, read once at start-up from a lookup function (the process environment in
+//! production, a map in tests), so no test ever mutates the process environment.
+//! Every bad variable is reported at once; values that could be keys are never echoed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+pub const DEFAULT_UPSTREAM: &str = "https://api.openai.com/v1";
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8000";
+/// Just under the 6 MB payload cap of a function URL invocation, so an oversized body gets our
+/// clear 413 instead of a bare error from the Lambda service.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 6_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontDoor {
+    /// Under the Lambda runtime: a function URL in RESPONSE_STREAM mode.
+    Lambda,
+    /// A plain HTTP server, for trying the proxy without an AWS account.
+    Local { listen_addr: SocketAddr },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySourceConfig {
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub front_door: FrontDoor,
+    /// Base URL ending in `/v1` (or the compatible upstream's equivalent); request paths after
+    /// `/v1` are appended to it.
+    pub upstream_base_url: Url,
+    pub key_source: KeySourceConfig,
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes from the upstream: the response head or the next chunk.
+    pub idle_timeout: Duration,
+    pub max_request_body_bytes: usize,
+}
+
+/// All problems found in the environment, one per line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let mut problems = Vec::new();
+
+        let front_door = if get("AWS_LAMBDA_RUNTIME_API").is_some() {
+            FrontDoor::Lambda
+        } else {
+            let raw = get("LISTEN_ADDR").unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
+            match raw.trim().parse() {
+                Ok(listen_addr) => FrontDoor::Local { listen_addr },
+                Err(_) => {
+                    problems.push(format!(
+                        "LISTEN_ADDR: expected an address like {DEFAULT_LISTEN_ADDR}, got {raw:?}"
+                    ));
+                    FrontDoor::Local {
+                        listen_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+                    }
+                }
+            }
+        };
+
+        let upstream_raw = get("UPSTREAM_BASE_URL").unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
+        let upstream_base_url = match parse_base_url(upstream_raw.trim()) {
+            Ok(url) => Some(url),
+            Err(problem) => {
+                // The URL is not echoed: a mistaken paste could hold credentials.
+                problems.push(format!("UPSTREAM_BASE_URL: {problem}"));
+                None
+            }
+        };
+
+        let key_source = match get("KEY_MAP_FILE") {
+            Some(path) => Some(KeySourceConfig::File(PathBuf::from(path))),
+            None => {
+                problems.push(
+                    "KEY_MAP_FILE: set it to the path of a JSON key map, e.g. keys.example.json"
+                        .to_owned(),
+                );
+                None
+            }
+        };
+
+        let mut seconds = |name: &str, default: u64| -> Duration {
+            match get(name).map(|raw| (raw.trim().parse::<u64>(), raw)) {
+                None => Duration::from_secs(default),
+                Some((Ok(value), _)) if value > 0 => Duration::from_secs(value),
+                Some((_, raw)) => {
+                    problems.push(format!(
+                        "{name}: expected a whole number of seconds above 0, got {raw:?}"
+                    ));
+                    Duration::from_secs(default)
+                }
+            }
+        };
+        let connect_timeout = seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10);
+        let idle_timeout = seconds("UPSTREAM_IDLE_TIMEOUT_SECONDS", 600);
+
+        let max_request_body_bytes = match get("MAX_REQUEST_BODY_BYTES") {
+            None => DEFAULT_MAX_REQUEST_BODY_BYTES,
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(value) if value > 0 => value,
+                _ => {
+                    problems.push(format!(
+                        "MAX_REQUEST_BODY_BYTES: expected a whole number of bytes above 0, got {raw:?}"
+                    ));
+                    DEFAULT_MAX_REQUEST_BODY_BYTES
+                }
+            },
+        };
+
+        match (upstream_base_url, key_source) {
+            (Some(upstream_base_url), Some(key_source)) if problems.is_empty() => Ok(Self {
+                front_door,
+                upstream_base_url,
+                key_source,
+                connect_timeout,
+                idle_timeout,
+                max_request_body_bytes,
+            }),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, &'static str> {
+    let mut url = Url::parse(raw).map_err(|_| "not a valid URL")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; keys belong in the key map");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not have a query or fragment");
+    }
+    // Paths are appended to the base, so normalise away one trailing slash.
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = config(&[("KEY_MAP_FILE", "keys.json")]).unwrap();
+        assert_eq!(
+            config.upstream_base_url.as_str(),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            config.front_door,
+            FrontDoor::Local {
+                listen_addr: "127.0.0.1:8000".parse().unwrap()
+            }
+        );
+        assert_eq!(config.key_source, KeySourceConfig::File("keys.json".into()));
+        assert_eq!(config.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(600));
+        assert_eq!(
+            config.max_request_body_bytes,
+            DEFAULT_MAX_REQUEST_BODY_BYTES
+        );
+    }
+
+    #[test]
+    fn lambda_runtime_selects_the_lambda_front_door() {
+        let config = config(&[
+            ("KEY_MAP_FILE", "keys.json"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1/"),
+        ])
+        .unwrap();
+        assert_eq!(config.front_door, FrontDoor::Lambda);
+        assert_eq!(config.upstream_base_url.as_str(), "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = config(&[
+            ("UPSTREAM_BASE_URL", "ftp://user:sk-secret@host/v1"),
+            ("UPSTREAM_IDLE_TIMEOUT_SECONDS", "soon"),
+            ("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "0"),
+            ("LISTEN_ADDR", "localhost"),
+            ("MAX_REQUEST_BODY_BYTES", "-1"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "UPSTREAM_BASE_URL",
+            "UPSTREAM_IDLE_TIMEOUT_SECONDS",
+            "UPSTREAM_CONNECT_TIMEOUT_SECONDS",
+            "LISTEN_ADDR",
+            "KEY_MAP_FILE",
+            "MAX_REQUEST_BODY_BYTES",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(!text.contains("sk-secret"), "{text}");
+    }
+}

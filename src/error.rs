@@ -1,0 +1,103 @@
+//! Every way a request can fail before the upstream's own answer is relayed, and the one table
+//! that turns each into a status code and OpenAI's `{"error":{…}}` body.
+//! Messages here are fixed sentences or carry only request metadata: never a key, never a header.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Faults are named by whose fault they are: the client's (4xx), the upstream's (502/504), or
+/// ours (5xx), in the spirit of pingora's `ErrorSource`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+    )]
+    MissingKey,
+    #[error("The Authorization header is malformed. Expected 'Authorization: Bearer YOUR_KEY'.")]
+    MalformedAuthorization,
+    #[error("Incorrect API key provided.")]
+    UnknownKey,
+    #[error("Invalid URL ({method} {path})")]
+    UnknownRoute { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error(
+        "We could not parse the JSON body of your request. The OpenAI API expects a JSON object as the request body."
+    )]
+    InvalidJson,
+    #[error("The request body is larger than the proxy's limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    #[error("The request body could not be read.")]
+    BodyUnreadable,
+    #[error("The upstream API could not be reached.")]
+    UpstreamUnreachable,
+    #[error("The upstream API did not answer in time.")]
+    UpstreamTimeout,
+    #[error("The proxy could not complete the request.")]
+    Internal,
+}
+
+/// OpenAI's error body, field for field, so SDKs raise their usual typed exceptions.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorDetail<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl ProxyError {
+    /// The one exhaustive table: status, OpenAI error type, machine-readable code.
+    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        use ProxyError::*;
+        const CLIENT: &str = "invalid_request_error";
+        const SERVER: &str = "server_error";
+        match self {
+            MissingKey | MalformedAuthorization | UnknownKey => {
+                (StatusCode::UNAUTHORIZED, CLIENT, "invalid_api_key")
+            }
+            UnknownRoute { .. } => (StatusCode::NOT_FOUND, CLIENT, "unknown_url"),
+            MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, CLIENT, "method_not_allowed")
+            }
+            InvalidJson => (StatusCode::BAD_REQUEST, CLIENT, "invalid_json"),
+            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, CLIENT, "request_too_large"),
+            BodyUnreadable => (StatusCode::BAD_REQUEST, CLIENT, "invalid_body"),
+            UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, SERVER, "upstream_timeout"),
+            Internal => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.classify();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind,
+                param: None,
+                code,
+            },
+        };
+        // Serialising a struct of strings cannot fail; the fallback keeps the shape regardless.
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#
+                .to_vec()
+        });
+        let mut response = (status, json).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
