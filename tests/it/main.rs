@@ -1,0 +1,12 @@
+//! One integration-test binary (one link instead of one per file), its modules by subject.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test loudly at the first surprise"
+)]
+
+mod binary;
+mod lambda_events;
+mod proxy;
+mod support;

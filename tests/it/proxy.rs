@@ -1,0 +1,468 @@
+//! The router in-process against a recording fake upstream: what goes upstream, what comes back,
+//! and every error the proxy itself produces.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::support::upstream::{FakeUpstream, closed_port, scripted_stream};
+use crate::support::{InProcessProxy, OTHER_REAL_KEY, REAL_KEY, WRAPPER_KEY, openai};
+
+const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"héllo"}]}"#;
+/// Every wait in these tests is bounded by this.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(BOUND).build().unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
+/// Asserts OpenAI's error shape and returns the `code`.
+async fn openai_error(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = json_of(response).await;
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["type"].is_string(), "{body}");
+    assert!(error["param"].is_null(), "{body}");
+    let text = body.to_string();
+    for key in [WRAPPER_KEY, REAL_KEY] {
+        assert!(!text.contains(key), "key leaked into {text}");
+    }
+    error["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_real_key_goes_upstream_and_the_wrapper_key_never_does() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {WRAPPER_KEY}"))
+        .header("content-type", "application/json")
+        .header("openai-beta", "assistants=v2")
+        .header("openai-organization", "org-client")
+        .header("idempotency-key", "idem-1")
+        .header("x-stainless-retry-count", "0")
+        .header("api-key", WRAPPER_KEY)
+        .header("cookie", format!("k={WRAPPER_KEY}"))
+        .header("x-forwarded-for", "10.0.0.1")
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-request-id"], "req_fake");
+    assert_eq!(
+        json_of(response).await["choices"][0]["message"]["content"],
+        openai::REPLY
+    );
+
+    let received = upstream.received();
+    assert_eq!(received.len(), 1);
+    let seen = &received[0];
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path_and_query, "/v1/chat/completions");
+    assert_eq!(seen.headers["authorization"], format!("Bearer {REAL_KEY}"));
+    assert_eq!(
+        seen.body,
+        CHAT_BODY.as_bytes(),
+        "request body must go upstream unchanged"
+    );
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("openai-beta", "assistants=v2"),
+        ("openai-organization", "org-client"),
+        ("idempotency-key", "idem-1"),
+        ("x-stainless-retry-count", "0"),
+    ] {
+        assert_eq!(seen.headers[name], value, "{name} not forwarded");
+    }
+    for name in ["api-key", "cookie", "x-forwarded-for", "accept-encoding"] {
+        assert!(
+            !seen.headers.contains_key(name),
+            "{name} must not be forwarded"
+        );
+    }
+    for value in seen.headers.values() {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(WRAPPER_KEY.len())
+                .any(|w| w == WRAPPER_KEY.as_bytes())
+        );
+    }
+    // The host header names the upstream, not the proxy.
+    assert_eq!(seen.headers["host"], upstream.addr.to_string());
+}
+
+#[tokio::test]
+async fn each_wrapper_key_maps_to_its_own_real_key_and_models_is_forwarded() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let response = http()
+        .get(proxy.url("/v1/models?limit=2"))
+        .bearer_auth("wrapper-key-bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let models = json_of(response).await;
+    assert_eq!(models["data"][0]["id"], "gpt-4o-mini");
+
+    let received = upstream.received();
+    assert_eq!(received[0].method, "GET");
+    assert_eq!(received[0].path_and_query, "/v1/models?limit=2");
+    assert_eq!(
+        received[0].headers["authorization"],
+        format!("Bearer {OTHER_REAL_KEY}")
+    );
+}
+
+/// Serves one scripted response to the first request, for tests that need exact bytes or timing.
+async fn upstream_serving(response: Response) -> FakeUpstream {
+    let once = Mutex::new(Some(response));
+    FakeUpstream::start(move |_| once.lock().unwrap().take().expect("one request only")).await
+}
+
+#[tokio::test]
+async fn sse_bytes_out_equal_bytes_in() {
+    // CRLF line endings, a comment line, an event line, and "é" and "🦀" split across writes.
+    let crab = "🦀".as_bytes();
+    let writes: Vec<Vec<u8>> = vec![
+        b": keep-alive comment\r\n\r\n".to_vec(),
+        b"event: response.output_text.delta\r\ndata: {\"delta\":\"h\xC3".to_vec(),
+        [b"\xA9llo ".as_slice(), &crab[..2]].concat(),
+        [&crab[2..], b"\"}\r\n\r\n".as_slice()].concat(),
+        b"data: {\"choices\":[]}\n\n: another comment\n\ndata: [DONE]\n\n".to_vec(),
+    ];
+    let (tx, response) = scripted_stream("text/event-stream");
+    let upstream = upstream_serving(response).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let expected: Vec<u8> = writes.concat();
+    let sender = tokio::spawn(async move {
+        for write in writes {
+            tx.send(Bytes::from(write)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let response = http()
+        .post(proxy.url("/v1/responses"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"model":"gpt-4o-mini","input":"hi","stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.bytes().await.unwrap();
+    sender.await.unwrap();
+    assert_eq!(body.as_ref(), expected.as_slice());
+}
+
+#[tokio::test]
+async fn the_first_chunk_reaches_the_client_before_the_upstream_sends_the_next() {
+    let (tx, response) = scripted_stream("text/event-stream");
+    let upstream = upstream_serving(response).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let first = Bytes::from_static(b"data: {\"n\":1}\n\n");
+    let second = Bytes::from_static(b"data: [DONE]\n\n");
+    tx.send(first.clone()).await.unwrap();
+
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    // The upstream has sent only the first chunk and holds the second until we have seen it.
+    let mut seen = Vec::new();
+    while seen.len() < first.len() {
+        let chunk = tokio::time::timeout(BOUND, chunks.next())
+            .await
+            .expect("first chunk was held back by the proxy")
+            .unwrap()
+            .unwrap();
+        seen.extend_from_slice(&chunk);
+    }
+    assert_eq!(seen, first);
+
+    tx.send(second.clone()).await.unwrap();
+    drop(tx);
+    let mut rest = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(BOUND, chunks.next()).await.unwrap() {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(rest, second);
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_unchanged() {
+    let body = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    let upstream = upstream_serving(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("content-type", "application/json"),
+                ("retry-after", "7"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-request-id", "req_429"),
+                ("openai-organization", "org-owner-of-real-key"),
+            ],
+            body,
+        )
+            .into_response(),
+    )
+    .await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let response = http()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"model":"text-embedding-3-small","input":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let headers = response.headers().clone();
+    assert_eq!(headers["retry-after"], "7");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(headers["x-request-id"], "req_429");
+    assert!(!headers.contains_key("openai-organization"));
+    assert_eq!(response.bytes().await.unwrap(), body.as_bytes());
+}
+
+#[tokio::test]
+async fn upstream_5xx_bodies_pass_through_unchanged() {
+    let body = "upstream exploded, not even JSON";
+    let upstream = upstream_serving((StatusCode::SERVICE_UNAVAILABLE, body).into_response()).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.bytes().await.unwrap(), body.as_bytes());
+}
+
+#[tokio::test]
+async fn bad_credentials_get_401_and_the_upstream_is_never_called() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+    let cases: [(&str, Option<String>); 6] = [
+        ("missing", None),
+        ("empty", Some(String::new())),
+        (
+            "basic scheme",
+            Some("Basic d3JhcHBlcjpzZWNyZXQ=".to_owned()),
+        ),
+        ("no scheme", Some(WRAPPER_KEY.to_owned())),
+        ("unknown key", Some("Bearer wrapper-key-mallory".to_owned())),
+        ("the real key itself", Some(format!("Bearer {REAL_KEY}"))),
+    ];
+    for (what, authorization) in cases {
+        let mut request = http()
+            .post(proxy.url("/v1/chat/completions"))
+            .body(CHAT_BODY);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        let code = openai_error(response, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(code, "invalid_api_key", "{what}");
+    }
+    // Lower-case scheme and padding are fine.
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .header("authorization", format!("  bearer   {WRAPPER_KEY} "))
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "only the good request may reach the upstream"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let response = http()
+        .post(proxy.url("/v1/completions/legacy"))
+        .bearer_auth(WRAPPER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::NOT_FOUND).await,
+        "unknown_url"
+    );
+
+    let response = http()
+        .get(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+
+    let response = http().delete(proxy.url("/v1/models")).send().await.unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_get_400_and_oversized_ones_413() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy =
+        InProcessProxy::start(&upstream.base_url(), &[("MAX_REQUEST_BODY_BYTES", "1000")]).await;
+    for body in ["", "{", "[1,2]", "\"text\"", "{\"model\":\"x\"} trailing"] {
+        let response = http()
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(WRAPPER_KEY)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            openai_error(response, StatusCode::BAD_REQUEST).await,
+            "invalid_json",
+            "{body:?}"
+        );
+    }
+    let big = format!(r#"{{"input":"{}"}}"#, "x".repeat(2000));
+    let response = http()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "request_too_large"
+    );
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502() {
+    let proxy = InProcessProxy::start(&format!("http://{}/v1", closed_port()), &[]).await;
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::BAD_GATEWAY).await,
+        "upstream_unreachable"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_silent_past_the_idle_timeout_is_504() {
+    // Holds the request without answering for longer than the proxy's 1 s idle timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (_socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(BOUND).await;
+    });
+    let proxy = InProcessProxy::start(
+        &format!("http://{addr}/v1"),
+        &[("UPSTREAM_IDLE_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        openai_error(response, StatusCode::GATEWAY_TIMEOUT).await,
+        "upstream_timeout"
+    );
+    assert!(started.elapsed() < BOUND, "the idle timeout did not fire");
+    silent.abort();
+}
+
+#[tokio::test]
+async fn a_stream_slower_than_the_idle_timeout_per_chunk_is_never_cut_while_chunks_flow() {
+    // Chunks every 400 ms for 2.4 s in total: longer than the 1 s idle timeout overall, but never
+    // idle for that long, so the stream must arrive whole.
+    let (tx, response) = scripted_stream("text/event-stream");
+    let upstream = upstream_serving(response).await;
+    let proxy = InProcessProxy::start(
+        &upstream.base_url(),
+        &[("UPSTREAM_IDLE_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
+    let sender = tokio::spawn(async move {
+        for n in 0..6 {
+            tx.send(Bytes::from(format!("data: {n}\n\n")))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    });
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    sender.await.unwrap();
+    let expected: String = (0..6).map(|n| format!("data: {n}\n\n")).collect();
+    assert_eq!(body, expected.as_bytes());
+}
+
+#[tokio::test]
+async fn health_says_ok_and_that_keys_are_loaded() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+    let response = http().get(proxy.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_of(response).await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["key_map_loaded"], true);
+    assert!(upstream.received().is_empty());
+}

@@ -1,0 +1,228 @@
+//! Answers the way OpenAI does, closely enough for the official SDKs to parse every response:
+//! chat completions (plain and SSE), embeddings (float and base64), the model list, and the
+//! Responses API (plain and SSE). The content is fixed so the SDK-side scripts can check it.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::upstream::Received;
+
+/// The words the fake model says, one streamed chunk each.
+pub const WORDS: [&str; 5] = ["Hello", " from", " the", " fake", " upstream"];
+pub const REPLY: &str = "Hello from the fake upstream";
+/// Embedding `i` is `[i + 0.5, -1.0, 0.25, 2.0]`: exactly representable, so float32 base64
+/// round-trips to the same numbers.
+/// Pause between streamed events, so a stream is a stream and not one packet.
+const PACE: Duration = Duration::from_millis(5);
+
+pub fn respond(request: &Received) -> Response {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let path = request.path_and_query.split('?').next().unwrap_or_default();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
+    match path {
+        "/v1/chat/completions" if stream => sse(chat_chunks(&model)),
+        "/v1/chat/completions" => json_response(chat_completion(&model)),
+        "/v1/embeddings" => json_response(embeddings(&body, &model)),
+        "/v1/models" => json_response(json!({
+            "object": "list",
+            "data": [
+                {"id": "gpt-4o-mini", "object": "model", "created": 1_700_000_000, "owned_by": "system"},
+                {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "system"},
+            ],
+        })),
+        "/v1/responses" if stream => sse(response_events(&model)),
+        "/v1/responses" => json_response(response_object(&model, "completed")),
+        _ => (StatusCode::NOT_FOUND, "no such fake route").into_response(),
+    }
+}
+
+fn json_response(value: Value) -> Response {
+    (
+        [
+            ("content-type", "application/json"),
+            ("x-request-id", "req_fake"),
+        ],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Sends each event as its own write, `PACE` apart.
+fn sse(events: Vec<String>) -> Response {
+    let stream = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
+        let event = events.next()?;
+        tokio::time::sleep(PACE).await;
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(event)),
+            events,
+        ))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("x-request-id", "req_fake_stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn chat_chunks(model: &str) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    events.extend(
+        WORDS
+            .iter()
+            .map(|word| chunk(json!({"content": word}), Value::Null)),
+    );
+    events.push(chunk(json!({}), json!("stop")));
+    events.push("data: [DONE]\n\n".to_owned());
+    events
+}
+
+fn chat_completion(model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": REPLY, "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+    })
+}
+
+fn embeddings(body: &Value, model: &str) -> Value {
+    let inputs = match &body["input"] {
+        Value::Array(items) => items.len(),
+        _ => 1,
+    };
+    let base64 = body["encoding_format"].as_str() == Some("base64");
+    let data: Vec<Value> = (0..inputs)
+        .map(|index| {
+            let vector = [index as f32 + 0.5, -1.0, 0.25, 2.0];
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": 4, "total_tokens": 4},
+    })
+}
+
+fn response_object(model: &str, status: &str) -> Value {
+    let output = if status == "completed" {
+        json!([{
+            "type": "message",
+            "id": "msg_fake",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+        }])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": status,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {"input_tokens": 9, "output_tokens": 5, "total_tokens": 14,
+                  "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens_details": {"reasoning_tokens": 0}},
+    })
+}
+
+fn response_events(model: &str) -> Vec<String> {
+    let mut sequence = 0;
+    let mut event = |kind: &str, mut data: Value| {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(sequence);
+        sequence += 1;
+        format!("event: {kind}\ndata: {data}\n\n")
+    };
+    let item = |status: &str, text: &str| {
+        json!({"type": "message", "id": "msg_fake", "status": status, "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    };
+    let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+    let at = json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0});
+    let mut events = vec![
+        event(
+            "response.created",
+            json!({"response": response_object(model, "in_progress")}),
+        ),
+        event(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"type": "message", "id": "msg_fake",
+                   "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        event(
+            "response.content_part.added",
+            merge(&at, json!({"part": part("")})),
+        ),
+    ];
+    for word in WORDS {
+        events.push(event(
+            "response.output_text.delta",
+            merge(&at, json!({"delta": word, "logprobs": []})),
+        ));
+    }
+    events.push(event(
+        "response.output_text.done",
+        merge(&at, json!({"text": REPLY, "logprobs": []})),
+    ));
+    events.push(event(
+        "response.content_part.done",
+        merge(&at, json!({"part": part(REPLY)})),
+    ));
+    events.push(event(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": item("completed", REPLY)}),
+    ));
+    events.push(event(
+        "response.completed",
+        json!({"response": response_object(model, "completed")}),
+    ));
+    events
+}
+
+fn merge(base: &Value, extra: Value) -> Value {
+    let mut merged = base.clone();
+    if let (Value::Object(into), Value::Object(from)) = (&mut merged, extra) {
+        into.extend(from);
+    }
+    merged
+}

@@ -1,0 +1,104 @@
+//! A fake upstream on a free loopback port. It records every request it receives (tests assert on
+//! what actually arrived) and answers through a responder the test chooses.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub type Responder = Arc<dyn Fn(&Received) -> Response + Send + Sync>;
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeUpstream {
+    pub async fn start(responder: impl Fn(&Received) -> Response + Send + Sync + 'static) -> Self {
+        let responder: Responder = Arc::new(responder);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = received.clone();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let responder = responder.clone();
+            let log = log.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                let seen = Received {
+                    method: parts.method,
+                    path_and_query: parts.uri.path_and_query().unwrap().to_string(),
+                    headers: parts.headers,
+                    body,
+                };
+                log.lock().unwrap().push(seen.clone());
+                responder(&seen)
+            }
+        });
+        let listener = listener.tap_io(|stream| stream.set_nodelay(true).unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// The value for `UPSTREAM_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A response whose body the test writes chunk by chunk, so it controls exactly when the
+/// upstream sends each piece.
+pub fn scripted_stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Response) {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    let response = Response::builder()
+        .header("content-type", content_type)
+        .body(Body::from_stream(stream))
+        .unwrap();
+    (tx, response)
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
