@@ -39,6 +39,10 @@ pub struct Config {
     /// Longest wait for the next bytes from the upstream: the response head or the next chunk.
     pub idle_timeout: Duration,
     pub max_request_body_bytes: usize,
+    /// `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+    pub log_filter: String,
+    /// Lambda's JSON log format (`AWS_LAMBDA_LOG_FORMAT=JSON`): log lines as JSON objects.
+    pub log_json: bool,
 }
 
 /// All problems found in the environment, one per line.
@@ -128,6 +132,12 @@ impl Config {
             },
         };
 
+        let log_filter = get("RUST_LOG")
+            .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
+            .unwrap_or_else(|| "info".to_owned());
+        let log_json =
+            get("AWS_LAMBDA_LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json"));
+
         match (upstream_base_url, key_source) {
             (Some(upstream_base_url), Some(key_source)) if problems.is_empty() => Ok(Self {
                 front_door,
@@ -136,6 +146,8 @@ impl Config {
                 connect_timeout,
                 idle_timeout,
                 max_request_body_bytes,
+                log_filter,
+                log_json,
             }),
             _ => Err(ConfigErrors(problems)),
         }

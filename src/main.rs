@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(errors) => return fail(&errors),
     };
-    init_logging(&config.front_door);
+    init_logging(&config);
 
     let KeySourceConfig::File(path) = &config.key_source;
     let keys = match secrets::load_file(path).await {
@@ -40,15 +40,11 @@ async fn main() -> ExitCode {
 }
 
 /// Logs to stderr; JSON when Lambda's JSON log format is selected, so CloudWatch can index it.
-fn init_logging(front_door: &FrontDoor) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
         .with_writer(std::io::stderr);
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
-        .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
-    match (front_door, json) {
+    match (&config.front_door, config.log_json) {
         (FrontDoor::Lambda, true) => builder.json().without_time().init(),
         (FrontDoor::Lambda, false) => builder.without_time().with_ansi(false).init(),
         (FrontDoor::Local { .. }, _) => builder.init(),
