@@ -6,31 +6,66 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::Uri;
+use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::config::Config;
+use crate::cache::KeyCache;
+use crate::config::{Config, KeySourceConfig};
 use crate::error::ProxyError;
-use crate::keys::KeyMap;
-use crate::proxy::forward;
+use crate::proxy::{forward, list_models};
+use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
 use crate::upstream;
 
 /// Cheap to clone: every field is shared.
 #[derive(Clone)]
 pub struct AppState {
     pub client: reqwest::Client,
-    pub keys: Arc<KeyMap>,
+    pub keys: Arc<KeyCache>,
     /// `UPSTREAM_BASE_URL` without a trailing slash; request paths after `/v1` are appended.
     upstream_base: Arc<str>,
     pub max_request_body_bytes: usize,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    KeyMap(#[from] SourceError),
+}
+
 impl AppState {
-    pub fn new(config: &Config, keys: KeyMap) -> Result<Self, reqwest::Error> {
+    /// Builds the state for serving: loads the key map while a connection to the upstream is
+    /// opened, so the first request pays for neither. A bad key file stops start-up; a secret
+    /// that cannot be read does not (requests get 503 and `/health` says why until it can).
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let source: Box<dyn KeySource> = match &config.key_source {
+            KeySourceConfig::File(path) => Box::new(FileSource { path: path.clone() }),
+            KeySourceConfig::SecretsManager(secret_id) => {
+                Box::new(SecretsManagerSource::from_environment(secret_id.clone()).await)
+            }
+        };
+        let keys = Arc::new(KeyCache::new(
+            source,
+            config.key_map_ttl,
+            config.key_map_min_refresh_interval,
+        ));
+        let state = Self::new(config, keys)?;
+        let (loaded, ()) = tokio::join!(
+            state.keys.load(),
+            upstream::warm_up(&state.client, &state.upstream_base)
+        );
+        match (loaded, &config.key_source) {
+            (Err(err), KeySourceConfig::File(_)) => Err(err.into()),
+            _ => Ok(state),
+        }
+    }
+
+    pub fn new(config: &Config, keys: Arc<KeyCache>) -> Result<Self, reqwest::Error> {
         Ok(Self {
             client: upstream::client(config)?,
-            keys: Arc::new(keys),
+            keys,
             upstream_base: config
                 .upstream_base_url
                 .as_str()
@@ -56,18 +91,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(forward))
         .route("/v1/embeddings", post(forward))
         .route("/v1/responses", post(forward))
-        .route("/v1/models", get(forward))
+        .route("/v1/models", get(list_models))
         .route("/health", get(health))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "status": "ok",
-        "key_map_loaded": !state.keys.is_empty(),
-    }))
+/// 200 when requests can be served; 503 while no key map has ever been loaded.
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let key_map = state.keys.status();
+    let (status, word) = if key_map.loaded {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = json!({
+        "status": word,
+        "key_map_loaded": key_map.loaded,
+        "key_map": key_map,
+    });
+    (status, Json(body))
 }
 
 async fn unknown_route(request: Request) -> ProxyError {

@@ -26,6 +26,8 @@ pub enum FrontDoor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySourceConfig {
     File(PathBuf),
+    /// A Secrets Manager secret name or ARN.
+    SecretsManager(String),
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,10 @@ pub struct Config {
     /// `/v1` are appended to it.
     pub upstream_base_url: Url,
     pub key_source: KeySourceConfig,
+    /// How long a fetched key map is used before the next request refreshes it.
+    pub key_map_ttl: Duration,
+    /// At most one extra refresh (unknown key, failed refresh) per this interval.
+    pub key_map_min_refresh_interval: Duration,
     pub connect_timeout: Duration,
     /// Longest wait for the next bytes from the upstream: the response head or the next chunk.
     pub idle_timeout: Duration,
@@ -93,11 +99,21 @@ impl Config {
             }
         };
 
-        let key_source = match get("KEY_MAP_FILE") {
-            Some(path) => Some(KeySourceConfig::File(PathBuf::from(path))),
-            None => {
+        let key_source = match (get("KEY_MAP_FILE"), get("KEY_MAP_SECRET_ID")) {
+            (Some(path), None) => Some(KeySourceConfig::File(PathBuf::from(path))),
+            (None, Some(secret_id)) => {
+                Some(KeySourceConfig::SecretsManager(secret_id.trim().to_owned()))
+            }
+            (Some(_), Some(_)) => {
                 problems.push(
-                    "KEY_MAP_FILE: set it to the path of a JSON key map, e.g. keys.example.json"
+                    "KEY_MAP_FILE and KEY_MAP_SECRET_ID are both set: configure exactly one key map source"
+                        .to_owned(),
+                );
+                None
+            }
+            (None, None) => {
+                problems.push(
+                    "no key map source: set KEY_MAP_SECRET_ID to a Secrets Manager secret, or KEY_MAP_FILE to a JSON file such as keys.example.json"
                         .to_owned(),
                 );
                 None
@@ -118,6 +134,8 @@ impl Config {
         };
         let connect_timeout = seconds("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10);
         let idle_timeout = seconds("UPSTREAM_IDLE_TIMEOUT_SECONDS", 600);
+        let key_map_ttl = seconds("KEY_MAP_TTL_SECONDS", 300);
+        let key_map_min_refresh_interval = seconds("KEY_MAP_MIN_REFRESH_INTERVAL_SECONDS", 10);
 
         let max_request_body_bytes = match get("MAX_REQUEST_BODY_BYTES") {
             None => DEFAULT_MAX_REQUEST_BODY_BYTES,
@@ -143,6 +161,8 @@ impl Config {
                 front_door,
                 upstream_base_url,
                 key_source,
+                key_map_ttl,
+                key_map_min_refresh_interval,
                 connect_timeout,
                 idle_timeout,
                 max_request_body_bytes,

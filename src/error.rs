@@ -18,6 +18,8 @@ pub enum ProxyError {
     MalformedAuthorization,
     #[error("Incorrect API key provided.")]
     UnknownKey,
+    #[error("This API key is not allowed to use the model {model:?}.")]
+    ModelNotAllowed { model: String },
     #[error("Invalid URL ({method} {path})")]
     UnknownRoute { method: String, path: String },
     #[error("Method {method} is not allowed for {path}.")]
@@ -34,6 +36,10 @@ pub enum ProxyError {
     UpstreamUnreachable,
     #[error("The upstream API did not answer in time.")]
     UpstreamTimeout,
+    #[error(
+        "The proxy has no key map: its source (a Secrets Manager secret or a key file) could not be read. An operator must check that the secret exists and that the function's role may read it; /health shows the last error."
+    )]
+    KeyMapUnavailable,
     #[error("The proxy could not complete the request.")]
     Internal,
 }
@@ -63,6 +69,7 @@ impl ProxyError {
             MissingKey | MalformedAuthorization | UnknownKey => {
                 (StatusCode::UNAUTHORIZED, CLIENT, "invalid_api_key")
             }
+            ModelNotAllowed { .. } => (StatusCode::FORBIDDEN, CLIENT, "model_not_allowed"),
             UnknownRoute { .. } => (StatusCode::NOT_FOUND, CLIENT, "unknown_url"),
             MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, CLIENT, "method_not_allowed")
@@ -72,6 +79,11 @@ impl ProxyError {
             BodyUnreadable => (StatusCode::BAD_REQUEST, CLIENT, "invalid_body"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, SERVER, "upstream_timeout"),
+            KeyMapUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                SERVER,
+                "key_map_unavailable",
+            ),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, "internal_error"),
         }
     }

@@ -1,26 +1,50 @@
-//! Wrapper keys, real keys and the map between them.
-//! The map is indexed by the SHA-256 digest of each wrapper key: a lookup hashes what the client
-//! presented and compares digests, so neither timing nor a memory dump reveals a wrapper key.
-//! No type here can print a key: `Debug` writes `*****`, and parse errors name members by position.
+//! Wrapper keys, real keys, and what one wrapper key grants.
+//! The proxy knows wrapper keys only by their SHA-256 digest. No type here can print a key:
+//! `Debug` writes `*****`, and the real key is kept as a header value marked sensitive.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::http::HeaderValue;
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of a wrapper key: the only form in which the proxy keeps or compares wrapper keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WrapperKeyDigest([u8; 32]);
+pub struct WrapperKeyDigest(pub(crate) [u8; 32]);
 
 impl WrapperKeyDigest {
     pub fn of(presented: &str) -> Self {
         Self(Sha256::digest(presented.as_bytes()).into())
     }
+
+    /// The `sha256:<hex>` member name that stands for this key in a key map.
+    pub fn member_name(&self) -> String {
+        let mut name = String::with_capacity(7 + 64);
+        name.push_str("sha256:");
+        for byte in self.0 {
+            name.push(char::from(HEX[usize::from(byte >> 4)]));
+            name.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        name
+    }
+
+    /// Parses the lowercase hex after `sha256:`; `None` unless it is exactly 64 such digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
+            let high = HEX.iter().position(|&c| c == pair[0])?;
+            let low = HEX.iter().position(|&c| c == pair[1])?;
+            *out = u8::try_from(high << 4 | low).ok()?;
+        }
+        Some(Self(digest))
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Debug for WrapperKeyDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,11 +54,11 @@ impl fmt::Debug for WrapperKeyDigest {
 
 /// The upstream key, kept ready as the `Authorization` header value it will be sent as,
 /// marked sensitive so HTTP libraries keep it out of their own debug output.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RealKey(HeaderValue);
 
 impl RealKey {
-    fn new(key: &str) -> Option<Self> {
+    pub(crate) fn new(key: &str) -> Option<Self> {
         let mut value = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
         value.set_sensitive(true);
         Some(Self(value))
@@ -52,108 +76,75 @@ impl fmt::Debug for RealKey {
 }
 
 /// What one wrapper key grants.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     pub real_key: RealKey,
+    /// Names the caller in logs and metrics; never a key.
+    pub tenant: Option<String>,
+    /// The models this key may use; `None` means any model.
+    pub models: Option<Vec<String>>,
+    /// After this instant the key is refused like an unknown key.
+    pub expires_at: Option<SystemTime>,
 }
 
-/// An immutable, parsed key map. A new version of the map is a new `KeyMap`.
-#[derive(Debug, Default)]
-pub struct KeyMap {
-    entries: HashMap<WrapperKeyDigest, Arc<KeyEntry>>,
-}
+impl KeyEntry {
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+    }
 
-/// Why a key map was refused. Members are named by their position in the document, never by
-/// their name, because the name is a wrapper key.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum KeyMapError {
-    #[error("not valid JSON: {0}")]
-    Syntax(String),
-    #[error("the key map must be a JSON object of {{\"wrapper key\": \"real key\"}} members")]
-    NotAnObject,
-    #[error("member #{index}: the wrapper key is empty")]
-    EmptyWrapperKey { index: usize },
-    #[error("member #{index}: the value must be a string, the real upstream key")]
-    ValueNotString { index: usize },
-    #[error("member #{index}: the real key is empty")]
-    EmptyRealKey { index: usize },
-    #[error("member #{index}: the real key has characters an HTTP header cannot carry")]
-    RealKeyNotHeaderSafe { index: usize },
-    #[error("member #{index}: the same wrapper key as member #{first}")]
-    DuplicateWrapperKey { index: usize, first: usize },
-}
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|allowed| allowed == model))
+    }
 
-impl KeyMap {
-    /// Parses the key map document: `{"wrapper-key": "sk-real-key", …}`.
-    pub fn parse(document: &[u8]) -> Result<Self, KeyMapError> {
-        let members = serde_json::from_slice::<Members>(document).map_err(|err| {
-            // Only syntax errors carry their own message; serde's type errors can quote input.
-            match err.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    KeyMapError::Syntax(err.to_string())
-                }
-                _ => KeyMapError::NotAnObject,
-            }
-        })?;
-        let mut entries = HashMap::with_capacity(members.0.len());
-        let mut first_seen = HashMap::with_capacity(members.0.len());
-        for (position, (wrapper, value)) in members.0.into_iter().enumerate() {
-            let index = position + 1;
-            if wrapper.is_empty() {
-                return Err(KeyMapError::EmptyWrapperKey { index });
-            }
-            let serde_json::Value::String(real) = value else {
-                return Err(KeyMapError::ValueNotString { index });
-            };
-            if real.is_empty() {
-                return Err(KeyMapError::EmptyRealKey { index });
-            }
-            let real_key =
-                RealKey::new(&real).ok_or(KeyMapError::RealKeyNotHeaderSafe { index })?;
-            let digest = WrapperKeyDigest::of(&wrapper);
-            if let Some(&first) = first_seen.get(&digest) {
-                return Err(KeyMapError::DuplicateWrapperKey { index, first });
-            }
-            first_seen.insert(digest, index);
-            entries.insert(digest, Arc::new(KeyEntry { real_key }));
+    /// Who is calling, for logs: the tenant, or else a short non-reversible key id.
+    pub fn caller<'a>(&'a self, digest: &'a WrapperKeyDigest) -> Caller<'a> {
+        Caller {
+            entry: self,
+            digest,
         }
-        Ok(Self { entries })
-    }
-
-    pub fn lookup(&self, presented: &str) -> Option<&Arc<KeyEntry>> {
-        self.entries.get(&WrapperKeyDigest::of(presented))
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
-/// The document's members in file order, duplicates kept, so errors can point at positions.
-struct Members(Vec<(String, serde_json::Value)>);
+/// Displays the tenant name, or `key:` and the first 8 hex digits of the wrapper key's digest
+/// (32 bits: enough to tell keys apart in logs, far too little to recover one).
+pub struct Caller<'a> {
+    entry: &'a KeyEntry,
+    digest: &'a WrapperKeyDigest,
+}
 
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
+impl fmt::Display for Caller<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.entry.tenant {
+            Some(tenant) => f.write_str(tenant),
+            None => {
+                f.write_str("key:")?;
+                for byte in &self.digest.0[..4] {
+                    write!(f, "{byte:02x}")?;
                 }
-                Ok(Members(members))
+                Ok(())
             }
         }
-        deserializer.deserialize_map(MembersVisitor)
     }
+}
+
+/// The `hash-key` command: reads one wrapper key from the first line of `input` and returns the
+/// member name that stands for it in a key map. Reading stdin keeps the key out of shell history
+/// and process listings.
+pub fn hashed_member_name(input: impl std::io::BufRead) -> Result<String, &'static str> {
+    let mut line = String::new();
+    let mut input = input;
+    input
+        .read_line(&mut line)
+        .map_err(|_| "could not read a key from standard input")?;
+    let key = line.trim();
+    if key.is_empty() {
+        return Err(
+            "no key on standard input; usage: printf '%s' \"$WRAPPER_KEY\" | openai-proxy hash-key",
+        );
+    }
+    Ok(WrapperKeyDigest::of(key).member_name())
 }
 
 #[cfg(test)]
@@ -161,65 +152,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_flat_seed_format() {
-        let map =
-            KeyMap::parse(br#"{"wrapper-key-alice": "sk-alice", "wrapper-key-bob": "sk-bob"}"#)
-                .unwrap();
-        assert_eq!(map.len(), 2);
-        let alice = map.lookup("wrapper-key-alice").unwrap();
-        assert_eq!(alice.real_key.authorization(), "Bearer sk-alice");
-        assert!(alice.real_key.authorization().is_sensitive());
-        assert!(map.lookup("wrapper-key-carol").is_none());
-        assert!(map.lookup("").is_none());
+    fn digest_member_names_round_trip() {
+        let digest = WrapperKeyDigest::of("wrapper-key-alice");
+        let name = digest.member_name();
+        assert!(name.starts_with("sha256:"));
+        assert_eq!(name.len(), 7 + 64);
+        assert_eq!(WrapperKeyDigest::from_hex(&name[7..]), Some(digest));
+        // Known vector: SHA-256("abc").
+        assert_eq!(
+            WrapperKeyDigest::of("abc").member_name(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(WrapperKeyDigest::from_hex(&name[7..].to_uppercase()), None);
+        assert_eq!(WrapperKeyDigest::from_hex("abc"), None);
     }
 
     #[test]
-    fn errors_name_positions_and_never_keys() {
-        let cases: [(&[u8], KeyMapError); 7] = [
-            (br#"["sk-secret-in-array"]"#, KeyMapError::NotAnObject),
-            (br#""sk-secret-string""#, KeyMapError::NotAnObject),
-            (
-                br#"{"ok": "sk-1", "": "sk-secret"}"#,
-                KeyMapError::EmptyWrapperKey { index: 2 },
-            ),
-            (
-                br#"{"w-secret": 5}"#,
-                KeyMapError::ValueNotString { index: 1 },
-            ),
-            (
-                br#"{"w-secret": ""}"#,
-                KeyMapError::EmptyRealKey { index: 1 },
-            ),
-            (
-                b"{\"w-secret\": \"sk\\nsecret\"}",
-                KeyMapError::RealKeyNotHeaderSafe { index: 1 },
-            ),
-            (
-                br#"{"w-secret": "sk-1", "x": "sk-2", "w-secret": "sk-3"}"#,
-                KeyMapError::DuplicateWrapperKey { index: 3, first: 1 },
-            ),
-        ];
-        for (document, expected) in cases {
-            let err = KeyMap::parse(document).unwrap_err();
-            assert_eq!(err, expected);
-            let message = err.to_string();
-            assert!(!message.contains("secret"), "{message}");
-        }
+    fn callers_are_named_by_tenant_or_short_digest() {
+        let entry = KeyEntry {
+            real_key: RealKey::new("sk-secret").unwrap(),
+            tenant: None,
+            models: None,
+            expires_at: None,
+        };
+        let digest = WrapperKeyDigest::of("abc");
+        assert_eq!(entry.caller(&digest).to_string(), "key:ba7816bf");
+        let named = KeyEntry {
+            tenant: Some("alice".into()),
+            ..entry
+        };
+        assert_eq!(named.caller(&digest).to_string(), "alice");
     }
 
     #[test]
-    fn syntax_errors_say_where() {
-        let err = KeyMap::parse(b"{\"w-secret\": \"sk-secret\",}").unwrap_err();
-        let message = err.to_string();
-        assert!(message.starts_with("not valid JSON:"), "{message}");
-        assert!(message.contains("line 1"), "{message}");
-        assert!(!message.contains("secret"), "{message}");
+    fn hash_key_reads_one_line() {
+        let name = hashed_member_name("abc\n".as_bytes()).unwrap();
+        assert_eq!(name, WrapperKeyDigest::of("abc").member_name());
+        assert_eq!(hashed_member_name("  abc \r\n".as_bytes()).unwrap(), name);
+        assert!(hashed_member_name("\n".as_bytes()).is_err());
     }
 
     #[test]
     fn keys_do_not_print() {
-        let map = KeyMap::parse(br#"{"w-secret": "sk-secret"}"#).unwrap();
-        let debug = format!("{map:?}");
-        assert!(!debug.contains("secret"), "{debug}");
+        let real = RealKey::new("sk-secret").unwrap();
+        assert_eq!(format!("{real:?}"), "RealKey(*****)");
+        assert!(real.authorization().is_sensitive());
+        let digest = WrapperKeyDigest::of("wrapper-secret");
+        assert_eq!(format!("{digest:?}"), "WrapperKeyDigest(*****)");
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! The request path: a front door (the Lambda runtime in response-streaming mode, or a local
 //! HTTP server) hands the request to [`app::router`]; [`proxy::forward`] authenticates the
-//! wrapper key against the [`keys::KeyMap`], sends the request upstream with the real key through
+//! wrapper key against the [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a
+//! [`secrets::KeySource`]: Secrets Manager or a file), sends the request upstream with the real key through
 //! the shared client from [`upstream`], and relays status, allowed headers and body bytes as
 //! they arrive. Everything that can go wrong before that is a [`error::ProxyError`].
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod keymap;
 pub mod keys;
 pub mod local;
 pub mod proxy;

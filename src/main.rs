@@ -1,32 +1,40 @@
-//! Wiring only: configuration, logging, state, and the front door the environment asks for.
+//! Wiring only: the `hash-key` command, or configuration, logging, state, and the front door
+//! the environment asks for.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use openai_proxy::config::{Config, FrontDoor, KeySourceConfig};
-use openai_proxy::{app, local, secrets};
+use openai_proxy::config::{Config, FrontDoor};
+use openai_proxy::{app, keys, local};
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => serve(),
+        Some("hash-key") => match keys::hashed_member_name(std::io::stdin().lock()) {
+            Ok(name) => match writeln!(std::io::stdout(), "{name}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&err),
+            },
+            Err(problem) => fail(&problem),
+        },
+        Some(_) => fail(
+            &"usage: openai-proxy            serve (settings from the environment)\n       openai-proxy hash-key   print the sha256: name for a wrapper key read from stdin",
+        ),
+    }
+}
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let config = match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(errors) => return fail(&errors),
     };
     init_logging(&config);
-
-    let KeySourceConfig::File(path) = &config.key_source;
-    let keys = match secrets::load_file(path).await {
-        Ok(keys) => keys,
-        Err(err) => return fail(&err),
-    };
-    if keys.is_empty() {
-        tracing::warn!("the key map is empty: every request will get 401");
-    }
-    let state = match app::AppState::new(&config, keys) {
+    let state = match app::AppState::start(&config).await {
         Ok(state) => state,
         Err(err) => return fail(&err),
     };
     let router = app::router(state);
-
     let served = match config.front_door {
         FrontDoor::Lambda => lambda_http::run_with_streaming_response_concurrent(router).await,
         FrontDoor::Local { listen_addr } => {

@@ -4,54 +4,111 @@
 
 use std::time::Instant;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde_json::json;
 
 use crate::app::AppState;
+use crate::cache::Authorized;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::keys::KeyEntry;
+use crate::keys::RealKey;
 use crate::upstream;
 
 pub async fn forward(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ProxyError> {
+    let authorized = authenticate(&state, request.headers()).await?;
+    forward_authorized(&state, request, authorized).await
+}
+
+/// `GET /v1/models`: a key limited to some models sees exactly those; any other key sees the
+/// upstream's list.
+pub async fn list_models(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ProxyError> {
+    let authorized = authenticate(&state, request.headers()).await?;
+    match &authorized.entry.models {
+        Some(models) => {
+            let data: Vec<_> = models
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"}))
+                .collect();
+            Ok(Json(json!({"object": "list", "data": data})).into_response())
+        }
+        None => forward_authorized(&state, request, authorized).await,
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorized, ProxyError> {
+    let token = headers::bearer_token(headers)?;
+    state.keys.authorize(token).await
+}
+
+async fn forward_authorized(
+    state: &AppState,
+    request: Request,
+    authorized: Authorized,
+) -> Result<Response, ProxyError> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let caller = authorized.entry.caller(&authorized.digest);
 
-    let entry = authenticate(&state, &parts.headers)?;
     let body = if parts.method == Method::POST {
-        read_json_object(body, &parts.headers, state.max_request_body_bytes).await?
+        let body = read_body(body, &parts.headers, state.max_request_body_bytes).await?;
+        let summary = RequestSummary::of(&body)?;
+        let model = summary.model.as_ref().and_then(serde_json::Value::as_str);
+        let allowed = match model {
+            Some(model) => authorized.entry.allows_model(model),
+            // Without a model the request cannot be checked, so only an unrestricted key passes.
+            None => authorized.entry.models.is_none(),
+        };
+        if !allowed {
+            tracing::info!(%caller, path = parts.uri.path(), "model refused by key policy");
+            return Err(ProxyError::ModelNotAllowed {
+                model: model.unwrap_or_default().chars().take(100).collect(),
+            });
+        }
+        body
     } else {
         Bytes::new()
     };
 
     let url = state.upstream_url(&parts.uri);
-    let outbound = state
-        .client
-        .request(parts.method.clone(), url)
-        .headers(headers::upstream_request_headers(
-            &parts.headers,
-            entry.real_key.authorization(),
-        ))
-        .body(body);
+    let send = |real_key: &RealKey| {
+        state
+            .client
+            .request(parts.method.clone(), url.as_str())
+            .headers(headers::upstream_request_headers(
+                &parts.headers,
+                real_key.authorization(),
+            ))
+            .body(body.clone())
+            .send()
+    };
+    let fail = |err: reqwest::Error| {
+        tracing::warn!(%caller, method = %parts.method, path = parts.uri.path(), error = %ErrorChain(&err), "upstream request failed");
+        upstream::classify(&err)
+    };
 
-    let upstream_response = outbound.send().await.map_err(|err| {
-        let fault = upstream::classify(&err);
-        tracing::warn!(
-            method = %parts.method,
-            path = parts.uri.path(),
-            error = %ErrorChain(&err),
-            "upstream request failed"
-        );
-        fault
-    })?;
+    let mut upstream_response = send(&authorized.entry.real_key).await.map_err(fail)?;
+    if upstream_response.status() == StatusCode::UNAUTHORIZED {
+        // The real key may have been rotated in the secret since this map was read.
+        if let Some(renewed) = state.keys.refresh_after_upstream_401(&authorized).await {
+            tracing::info!(%caller, "upstream refused the real key; retrying once with the rotated key");
+            upstream_response = send(&renewed.entry.real_key).await.map_err(fail)?;
+        }
+    }
 
     tracing::info!(
+        %caller,
         method = %parts.method,
         path = parts.uri.path(),
         status = upstream_response.status().as_u16(),
@@ -61,25 +118,8 @@ pub async fn forward(
     Ok(relay(upstream_response))
 }
 
-fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<std::sync::Arc<KeyEntry>, ProxyError> {
-    let token = headers::bearer_token(headers)?;
-    state
-        .keys
-        .lookup(token)
-        .cloned()
-        .ok_or(ProxyError::UnknownKey)
-}
-
-/// Reads the whole request body (requests are small; responses are what stream) and checks it is
-/// a JSON object, so malformed input gets a clear 400 here. The bytes go upstream unchanged.
-async fn read_json_object(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Bytes, ProxyError> {
+/// Reads the whole request body: requests are small, responses are what stream.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -87,25 +127,36 @@ async fn read_json_object(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.is::<LengthLimitError>() {
-                ProxyError::BodyTooLarge { limit }
-            } else {
-                ProxyError::BodyUnreadable
-            }
-        })?
-        .to_bytes();
-    let starts_as_object = bytes
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|&byte| byte == b'{');
-    if !starts_as_object || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return Err(ProxyError::InvalidJson);
+    let collected = Limited::new(body, limit).collect().await.map_err(|err| {
+        if err.is::<LengthLimitError>() {
+            ProxyError::BodyTooLarge { limit }
+        } else {
+            ProxyError::BodyUnreadable
+        }
+    })?;
+    Ok(collected.to_bytes())
+}
+
+/// The fields the proxy itself looks at. Parsing it also checks the whole body is one JSON
+/// object, so malformed input gets a clear 400 here; the bytes still go upstream unchanged.
+#[derive(Deserialize)]
+struct RequestSummary {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+}
+
+impl RequestSummary {
+    fn of(body: &[u8]) -> Result<Self, ProxyError> {
+        // serde would also accept a JSON array for a struct; the API takes only objects.
+        let is_object = body
+            .iter()
+            .find(|byte| !byte.is_ascii_whitespace())
+            .is_some_and(|&byte| byte == b'{');
+        if !is_object {
+            return Err(ProxyError::InvalidJson);
+        }
+        serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)
     }
-    Ok(bytes)
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks

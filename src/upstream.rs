@@ -34,3 +34,17 @@ pub fn classify(err: &reqwest::Error) -> ProxyError {
         ProxyError::UpstreamUnreachable
     }
 }
+
+/// Opens a pooled connection (TCP and TLS) to the upstream ahead of the first request. The
+/// request carries no key; whatever the upstream answers, the connection stays in the pool.
+pub async fn warm_up(client: &reqwest::Client, upstream_base: &str) {
+    match client.head(format!("{upstream_base}/models")).send().await {
+        Ok(response) => tracing::debug!(
+            status = response.status().as_u16(),
+            "upstream connection warmed"
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not open a connection to the upstream at start-up")
+        }
+    }
+}

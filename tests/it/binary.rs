@@ -31,7 +31,7 @@ fn a_malformed_key_map_names_the_file_and_the_problem_but_no_key() {
     let cases = [
         (
             r#"{"wrapper-secret-1": 42}"#,
-            "member #1: the value must be a string",
+            "member #1: the value must be the real key as a string",
         ),
         (r#"{"wrapper-secret-1": "sk-secret-1",}"#, "not valid JSON"),
         (
@@ -80,7 +80,13 @@ async fn the_official_python_sdk_works_through_the_binary() {
     );
     assert!(stdout.contains("ok - embeddings base64 bytes"), "{stdout}");
 
-    let received = upstream.received();
+    // At start-up the proxy opened a connection with one keyless HEAD request.
+    let (warm_up, received): (Vec<_>, Vec<_>) = upstream
+        .received()
+        .into_iter()
+        .partition(|seen| seen.method == "HEAD");
+    assert_eq!(warm_up.len(), 1);
+    assert!(!warm_up[0].headers.contains_key("authorization"));
     // chat, chat stream, stream helper, two embeddings, models, responses stream; the request
     // with the unknown key never left the proxy.
     assert_eq!(received.len(), 7);

@@ -50,7 +50,7 @@ fn every_sample_event_is_listed_here() {
 #[tokio::test]
 async fn sample_events_parse_and_are_served_by_the_router() {
     let upstream = FakeUpstream::start(openai::respond).await;
-    let app = router(state(&upstream.base_url(), &[]));
+    let app = router(state(&upstream.base_url(), &[]).await);
     for (name, status) in EXPECTED {
         let request = lambda_http::request::from_str(&event_text(name)).unwrap();
         let response = tokio::time::timeout(BOUND, app.clone().oneshot(request))
@@ -102,7 +102,7 @@ async fn through_stream_adapter(
 #[tokio::test]
 async fn a_streaming_chat_event_streams_the_upstream_bytes_chunk_by_chunk() {
     let upstream = FakeUpstream::start(openai::respond).await;
-    let app = router(state(&upstream.base_url(), &[]));
+    let app = router(state(&upstream.base_url(), &[]).await);
     let (status, headers, chunks) = through_stream_adapter(app, "chat-stream.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
@@ -127,7 +127,7 @@ async fn a_streaming_chat_event_streams_the_upstream_bytes_chunk_by_chunk() {
 #[tokio::test]
 async fn a_non_streaming_embeddings_event_returns_a_non_empty_json_body() {
     let upstream = FakeUpstream::start(openai::respond).await;
-    let app = router(state(&upstream.base_url(), &[]));
+    let app = router(state(&upstream.base_url(), &[]).await);
     let (status, headers, chunks) = through_stream_adapter(app, "embeddings.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
@@ -145,7 +145,7 @@ async fn a_non_streaming_embeddings_event_returns_a_non_empty_json_body() {
 #[tokio::test]
 async fn an_error_event_streams_an_openai_error() {
     let upstream = FakeUpstream::start(openai::respond).await;
-    let app = router(state(&upstream.base_url(), &[]));
+    let app = router(state(&upstream.base_url(), &[]).await);
     let (status, headers, chunks) = through_stream_adapter(app, "missing-key.json").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["content-type"], "application/json");

@@ -14,9 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use openai_proxy::app::{AppState, router};
+use openai_proxy::cache::KeyCache;
 use openai_proxy::config::Config;
-use openai_proxy::keys::KeyMap;
+use openai_proxy::keymap::KeyMap;
+use openai_proxy::secrets::{KeySource, SourceError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -46,9 +51,48 @@ pub fn config(upstream_base_url: &str, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
 }
 
-pub fn state(upstream_base_url: &str, extra: &[(&str, &str)]) -> AppState {
-    let keys = KeyMap::parse(key_map_json().as_bytes()).unwrap();
-    AppState::new(&config(upstream_base_url, extra), keys).unwrap()
+/// A key source that always serves the same document, for tests that are not about sources.
+pub struct FixedSource(pub String);
+
+impl KeySource for FixedSource {
+    fn kind(&self) -> &'static str {
+        "fixed"
+    }
+    fn fetch(&self) -> BoxFuture<'_, Result<Arc<KeyMap>, SourceError>> {
+        Box::pin(async move {
+            KeyMap::parse(self.0.as_bytes())
+                .map(Arc::new)
+                .map_err(|reason| SourceError::Malformed {
+                    location: "fixed".into(),
+                    reason,
+                })
+        })
+    }
+}
+
+/// State over a loaded cache of `source`, configured as the environment `extra` would.
+pub async fn state_with(
+    upstream_base_url: &str,
+    extra: &[(&str, &str)],
+    source: Box<dyn KeySource>,
+) -> AppState {
+    let config = config(upstream_base_url, extra);
+    let cache = Arc::new(KeyCache::new(
+        source,
+        config.key_map_ttl,
+        config.key_map_min_refresh_interval,
+    ));
+    let _ = cache.load().await;
+    AppState::new(&config, cache).unwrap()
+}
+
+pub async fn state(upstream_base_url: &str, extra: &[(&str, &str)]) -> AppState {
+    state_with(
+        upstream_base_url,
+        extra,
+        Box::new(FixedSource(key_map_json())),
+    )
+    .await
 }
 
 /// The router served in-process on a free port, over real sockets.
@@ -59,7 +103,11 @@ pub struct InProcessProxy {
 
 impl InProcessProxy {
     pub async fn start(upstream_base_url: &str, extra: &[(&str, &str)]) -> Self {
-        let app = router(state(upstream_base_url, extra));
+        Self::serve(state(upstream_base_url, extra).await).await
+    }
+
+    pub async fn serve(state: AppState) -> Self {
+        let app = router(state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -158,11 +206,17 @@ impl BinaryProxy {
 }
 
 /// Runs the binary to completion with this environment; returns (exit success, stderr).
+/// The upstream is a closed loopback port unless `envs` says otherwise: start-up opens a
+/// connection to it, and tests talk to nothing beyond this machine.
 pub fn run_binary_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
     let mut child = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_openai-proxy"))
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env(
+                "UPSTREAM_BASE_URL",
+                format!("http://{}/v1", upstream::closed_port()),
+            )
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
