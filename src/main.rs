@@ -55,7 +55,9 @@ fn init_logging(config: &Config) {
     match (&config.front_door, config.log_json) {
         (FrontDoor::Lambda, true) => builder.json().without_time().init(),
         (FrontDoor::Lambda, false) => builder.without_time().with_ansi(false).init(),
-        (FrontDoor::Local { .. }, _) => builder.init(),
+        (FrontDoor::Local { .. }, _) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use crate::support::upstream::FakeUpstream;
 use crate::support::{
     BinaryProxy, OTHER_REAL_KEY, OTHER_WRAPPER_KEY, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json,
@@ -49,21 +50,11 @@ fn a_malformed_key_map_names_the_file_and_the_problem_but_no_key() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_sdk_works_through_the_binary() {
-    let python = python();
-    let upstream = FakeUpstream::start(openai::respond).await;
-    let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let proxy = BinaryProxy::start(&[
-        ("KEY_MAP_FILE", keys.path_str()),
-        ("UPSTREAM_BASE_URL", &upstream.base_url()),
-        ("RUST_LOG", "trace"),
-    ]);
-
-    let mut sdk = tokio::process::Command::new(python);
-    sdk.arg(manifest_dir().join("tests/e2e/sdk_python.py"))
-        .env("OPENAI_PROXY_BASE_URL", proxy.base_url())
-        .env("OPENAI_PROXY_KEY", WRAPPER_KEY)
+/// Runs one of the SDK scripts in tests/e2e with the pinned Python; returns its stdout.
+async fn run_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
+    let mut sdk = tokio::process::Command::new(python());
+    sdk.arg(manifest_dir().join("tests/e2e").join(script))
+        .envs(envs.iter().copied())
         .env("EXPECTED_REPLY", openai::REPLY)
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
@@ -72,12 +63,39 @@ async fn the_official_python_sdk_works_through_the_binary() {
         .await
         .expect("the SDK script did not finish in time")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "SDK script failed:\n{stdout}\n{stderr}"
+        "{script} failed:\n{stdout}\n{stderr}"
     );
+    stdout
+}
+
+fn assert_no_key_in(log: &str, keys: &[&str]) {
+    for key in keys {
+        assert!(!log.contains(key), "{key} appears in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_works_through_the_binary() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let proxy = BinaryProxy::start(&[
+        ("KEY_MAP_FILE", keys.path_str()),
+        ("UPSTREAM_BASE_URL", &upstream.base_url()),
+        ("RUST_LOG", "trace"),
+    ]);
+
+    let stdout = run_sdk_script(
+        "sdk_python.py",
+        &[
+            ("OPENAI_PROXY_BASE_URL", &proxy.base_url()),
+            ("OPENAI_PROXY_KEY", WRAPPER_KEY),
+        ],
+    )
+    .await;
     assert!(stdout.contains("ok - embeddings base64 bytes"), "{stdout}");
 
     // At start-up the proxy opened a connection with one keyless HEAD request.
@@ -103,13 +121,132 @@ async fn the_official_python_sdk_works_through_the_binary() {
     // Even at the most verbose level, the proxy's log holds no key.
     let log = proxy.stop();
     assert!(log.contains("relaying upstream response"), "{log}");
-    for key in [
-        WRAPPER_KEY,
-        REAL_KEY,
-        OTHER_WRAPPER_KEY,
-        OTHER_REAL_KEY,
-        "wrapper-key-mallory",
-    ] {
-        assert!(!log.contains(key), "{key} appears in the log");
-    }
+    assert_no_key_in(
+        &log,
+        &[
+            WRAPPER_KEY,
+            REAL_KEY,
+            OTHER_WRAPPER_KEY,
+            OTHER_REAL_KEY,
+            "wrapper-key-mallory",
+        ],
+    );
+}
+
+#[test]
+fn hash_key_prints_the_member_name_for_a_key_on_stdin() {
+    assert_eq!(
+        hash_key("abc\n"),
+        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+fn hash_key(input: &str) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_openai-proxy"))
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_meets_key_policy_from_secrets_manager() {
+    const HIDDEN: &str = "wrapper-key-hidden";
+    const CAROL: &str = "wrapper-key-carol";
+    const DAVE: &str = "wrapper-key-dave";
+    let moto = Moto::start().await;
+    let secret = format!(
+        r#"{{
+            "{hidden}": {{"api_key": "{REAL_KEY}", "tenant": "hidden-team"}},
+            "{CAROL}": {{"api_key": "sk-carol-real", "tenant": "carol", "models": ["gpt-4o-mini"]}},
+            "{DAVE}": {{"api_key": "sk-dave-real", "expires_at": "2020-01-01T00:00:00Z"}}
+        }}"#,
+        hidden = hash_key(HIDDEN),
+    );
+    assert!(
+        !secret.contains(HIDDEN),
+        "the secret holds only the hashed form"
+    );
+    moto.create_secret("openai-proxy/keys", &secret).await;
+
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = BinaryProxy::start(&[
+        ("KEY_MAP_SECRET_ID", "openai-proxy/keys"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("UPSTREAM_BASE_URL", &upstream.base_url()),
+        ("RUST_LOG", "trace"),
+    ]);
+    let health = reqwest::get(format!("http://{}/health", proxy.addr))
+        .await
+        .unwrap();
+    let health: serde_json::Value = serde_json::from_slice(&health.bytes().await.unwrap()).unwrap();
+    assert_eq!(health["key_map"]["source"], "secretsmanager");
+    assert_eq!(health["key_map"]["loaded"], true);
+
+    // The whole SDK tour with the key that the secret holds only as a digest.
+    run_sdk_script(
+        "sdk_python.py",
+        &[
+            ("OPENAI_PROXY_BASE_URL", &proxy.base_url()),
+            ("OPENAI_PROXY_KEY", HIDDEN),
+        ],
+    )
+    .await;
+    let stdout = run_sdk_script(
+        "sdk_python_policy.py",
+        &[
+            ("OPENAI_PROXY_BASE_URL", &proxy.base_url()),
+            ("RESTRICTED_KEY", CAROL),
+            ("EXPIRED_KEY", DAVE),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("ok - expired key is 401"), "{stdout}");
+
+    let carol_calls = upstream
+        .received()
+        .iter()
+        .filter(|seen| {
+            seen.headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer sk-carol-real")
+        })
+        .count();
+    assert_eq!(
+        carol_calls, 1,
+        "only the allowed model reached the upstream"
+    );
+    assert!(upstream.received().iter().all(|seen| {
+        seen.headers
+            .get("authorization")
+            .is_none_or(|v| v != "Bearer sk-dave-real")
+    }));
+
+    let log = proxy.stop();
+    assert!(
+        log.contains("caller=carol") || log.contains("caller: carol") || log.contains("carol"),
+        "{log}"
+    );
+    assert!(log.contains("model refused by key policy"), "{log}");
+    assert_no_key_in(
+        &log,
+        &[
+            HIDDEN,
+            REAL_KEY,
+            CAROL,
+            "sk-carol-real",
+            DAVE,
+            "sk-dave-real",
+            &hash_key(HIDDEN),
+        ],
+    );
 }

@@ -9,4 +9,5 @@
 mod binary;
 mod lambda_events;
 mod proxy;
+mod secrets_manager;
 mod support;

@@ -1,0 +1,236 @@
+//! Secrets Manager for the tests: moto's server on a free loopback port, reached through the real
+//! `aws-sdk-secretsmanager`, plus a relay in front of it that counts `GetSecretValue` calls and can
+//! answer with an injected fault instead of forwarding.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::{ChildGuard, python};
+
+pub const REGION: &str = "us-east-1";
+pub const ACCESS_KEY_ID: &str = "testing";
+pub const SECRET_ACCESS_KEY: &str = "testing";
+
+pub struct Moto {
+    pub endpoint: String,
+    process: Option<ChildGuard>,
+}
+
+impl Moto {
+    /// Starts `moto_server` from the test virtualenv and waits (bounded) until it answers.
+    pub async fn start() -> Self {
+        let server = python().with_file_name("moto_server");
+        assert!(
+            server.exists(),
+            "{} not found: run `make test` (it installs moto[server] into .venv)",
+            server.display()
+        );
+        // moto takes a port number, so pick a free one and hand it over.
+        let port = super::upstream::closed_port().port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            process: Some(ChildGuard(child)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
+        loop {
+            let probe = http
+                .get(format!("{}/moto-api/", moto.endpoint))
+                .send()
+                .await;
+            if probe.is_ok() {
+                return moto;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server mid-test, as an outage would.
+    pub fn stop(&mut self) {
+        self.process.take();
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint)
+    }
+
+    pub async fn create_secret(&self, name: &str, value: &str) {
+        self.client()
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.client()
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// A Secrets Manager client for a local endpoint with moto's dummy credentials.
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "moto",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(config)
+}
+
+/// What the relay answers instead of forwarding, while set.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    Throttling,
+    AccessDenied,
+}
+
+/// Forwards everything to moto, counting `GetSecretValue` calls.
+pub struct Relay {
+    pub endpoint: String,
+    calls: Arc<AtomicUsize>,
+    fault: Arc<Mutex<Option<Fault>>>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target: &str) -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fault = Arc::new(Mutex::new(None));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (target, counted, injected) = (target.to_owned(), calls.clone(), fault.clone());
+        let http = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let (target, counted, injected, http) = (
+                target.clone(),
+                counted.clone(),
+                injected.clone(),
+                http.clone(),
+            );
+            async move {
+                let (parts, body) = request.into_parts();
+                let is_get = parts
+                    .headers
+                    .get("x-amz-target")
+                    .is_some_and(|target| target == "secretsmanager.GetSecretValue");
+                if is_get {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let fault = *injected.lock().unwrap();
+                    if let Some(fault) = fault {
+                        return fault_response(fault);
+                    }
+                }
+                let body = body.collect().await.unwrap().to_bytes();
+                let uri = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let forwarded = http
+                    .request(parts.method, format!("{target}{uri}"))
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await;
+                match forwarded {
+                    Ok(answer) => {
+                        let mut response = Response::builder().status(answer.status());
+                        for (name, value) in answer.headers() {
+                            if name != "transfer-encoding" && name != "connection" {
+                                response = response.header(name, value);
+                            }
+                        }
+                        let bytes = answer.bytes().await.unwrap_or_default();
+                        response.body(Body::from(bytes)).unwrap()
+                    }
+                    Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            endpoint: format!("http://{addr}"),
+            calls,
+            fault,
+            task,
+        }
+    }
+
+    pub fn get_secret_value_calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn inject(&self, fault: Option<Fault>) {
+        *self.fault.lock().unwrap() = fault;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Secrets Manager's JSON error shape, as the SDK parses it.
+fn fault_response(fault: Fault) -> Response {
+    let (status, code, message) = match fault {
+        Fault::Throttling => (
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Rate exceeded",
+        ),
+        Fault::AccessDenied => (
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "User is not authorized to perform: secretsmanager:GetSecretValue",
+        ),
+    };
+    let body = format!(r#"{{"__type":"{code}","message":"{message}"}}"#);
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1")],
+        body,
+    )
+        .into_response()
+}
