@@ -10,11 +10,17 @@ KEY_MAP_FILE ?= keys.example.json
 run:
 	KEY_MAP_FILE=$(KEY_MAP_FILE) cargo run --release
 
-test-deps: $(VENV)/.installed
+NODE_SDK := tests/e2e/node
+
+test-deps: $(VENV)/.installed $(NODE_SDK)/node_modules/.installed
 
 $(VENV)/.installed: tests/e2e/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+	touch $@
+
+$(NODE_SDK)/node_modules/.installed: $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint:

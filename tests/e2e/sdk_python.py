@@ -13,6 +13,7 @@ import base64
 import os
 import struct
 import sys
+import time
 
 import openai
 from openai import OpenAI
@@ -47,6 +48,14 @@ for chunk in stream:
         pieces.append(chunk.choices[0].delta.content)
 check("create(stream=True) text", "".join(pieces) == expected, pieces)
 check("create(stream=True) arrives as several chunks", chunk_count > 3, chunk_count)
+
+# The chunks must arrive as the upstream sends them (one every 150 ms for this model), not at
+# the end: the first and last content chunk are well apart.
+arrivals = []
+for chunk in client.chat.completions.create(model="gpt-4o-mini-slow", messages=messages, stream=True):
+    if chunk.choices and chunk.choices[0].delta.content:
+        arrivals.append(time.monotonic())
+check("streamed chunks arrive one by one", arrivals[-1] - arrivals[0] > 0.4, arrivals)
 
 # The stream helper: its events have a .type, not .choices (the seed README got this wrong).
 deltas = []

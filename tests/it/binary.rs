@@ -1,13 +1,11 @@
 //! The built binary in local mode: start-up errors, and the official OpenAI Python SDK driving
 //! it end to end against the fake upstream.
 
-use std::time::Duration;
-
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use crate::support::upstream::FakeUpstream;
 use crate::support::{
     BinaryProxy, OTHER_REAL_KEY, OTHER_WRAPPER_KEY, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json,
-    manifest_dir, openai, python, run_binary_to_exit,
+    openai, run_binary_to_exit, run_sdk_script,
 };
 
 #[test]
@@ -50,29 +48,7 @@ fn a_malformed_key_map_names_the_file_and_the_problem_but_no_key() {
     }
 }
 
-/// Runs one of the SDK scripts in tests/e2e with the pinned Python; returns its stdout.
-async fn run_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
-    let mut sdk = tokio::process::Command::new(python());
-    sdk.arg(manifest_dir().join("tests/e2e").join(script))
-        .envs(envs.iter().copied())
-        .env("EXPECTED_REPLY", openai::REPLY)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), sdk.output())
-        .await
-        .expect("the SDK script did not finish in time")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
-
-fn assert_no_key_in(log: &str, keys: &[&str]) {
+pub fn assert_no_key_in(log: &str, keys: &[&str]) {
     for key in keys {
         assert!(!log.contains(key), "{key} appears in the log");
     }

@@ -8,6 +8,7 @@
 
 mod binary;
 mod lambda_events;
+mod lambda_watch;
 mod proxy;
 mod secrets_manager;
 mod support;

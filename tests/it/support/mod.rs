@@ -2,6 +2,7 @@
 //! external tools the end-to-end tests drive. Every port is a free loopback port, every wait is
 //! bounded, and every process started here is killed when its guard drops.
 
+pub mod lambda;
 pub mod moto;
 pub mod openai;
 pub mod upstream;
@@ -138,16 +139,22 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The built `openai-proxy` binary in local mode on a free port, its stderr collected.
+/// The built `openai-proxy` binary, its stderr collected.
 pub struct BinaryProxy {
+    /// Where it listens, in local mode.
     pub addr: SocketAddr,
     pub child: ChildGuard,
     pub stderr: mpsc::Receiver<String>,
 }
 
 impl BinaryProxy {
-    /// Starts the binary and waits (bounded) for the line that names the bound address.
+    /// Starts the binary in local mode and waits (bounded) for the line naming the bound address.
     pub fn start(envs: &[(&str, &str)]) -> Self {
+        Self::start_until(envs, "listening on http://")
+    }
+
+    /// Starts the binary and waits (bounded) for a log line containing `marker`.
+    pub fn start_until(envs: &[(&str, &str)], marker: &str) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_openai-proxy"));
         command
             .env_clear()
@@ -170,19 +177,22 @@ impl BinaryProxy {
         let mut seen = Vec::new();
         loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                        return Self {
-                            addr,
-                            child,
-                            stderr: rx,
-                        };
-                    }
-                    seen.push(line);
+                Ok(line) if line.contains(marker) => {
+                    let addr = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|addr| addr.parse().unwrap())
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    return Self {
+                        addr,
+                        child,
+                        stderr: rx,
+                    };
                 }
+                Ok(line) => seen.push(line),
                 Err(_) => panic!(
-                    "openai-proxy did not report its address; stderr:\n{}",
+                    "openai-proxy never logged {marker:?}; stderr:\n{}",
                     seen.join("\n")
                 ),
             }
@@ -239,6 +249,57 @@ pub fn run_binary_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.success(), stderr)
+}
+
+/// Runs one of the Python SDK scripts in tests/e2e; returns its stdout.
+pub async fn run_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
+    run_client(
+        python(),
+        manifest_dir().join("tests/e2e").join(script),
+        envs,
+    )
+    .await
+}
+
+/// Runs the Node SDK script; returns its stdout.
+pub async fn run_node_sdk(envs: &[(&str, &str)]) -> String {
+    run_client(PathBuf::from("node"), node_sdk_script(), envs).await
+}
+
+/// Runs an SDK client script (bounded), with the fake upstream's expected reply in its
+/// environment and no ambient OpenAI settings; fails the test with its output if it fails.
+async fn run_client(program: PathBuf, script: PathBuf, envs: &[(&str, &str)]) -> String {
+    let mut client = tokio::process::Command::new(&program);
+    client
+        .arg(&script)
+        .envs(envs.iter().copied())
+        .env("EXPECTED_REPLY", openai::REPLY)
+        .env("SLOW_MODEL", format!("gpt-4o-mini{}", openai::SLOW_SUFFIX))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), client.output())
+        .await
+        .expect("the SDK script did not finish in time")
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{} failed:\n{stdout}\n{stderr}",
+        script.display()
+    );
+    stdout
+}
+
+/// The Node SDK script and its pinned `node_modules`; fails loudly when they are missing.
+pub fn node_sdk_script() -> PathBuf {
+    let dir = manifest_dir().join("tests/e2e/node");
+    assert!(
+        dir.join("node_modules/openai").exists(),
+        "the OpenAI Node SDK is not installed: run `make test` (it runs `npm ci` in tests/e2e/node)"
+    );
+    dir.join("sdk_node.mjs")
 }
 
 /// The Python interpreter with the pinned test requirements; fails loudly when it is missing.

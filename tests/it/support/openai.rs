@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::upstream::Received;
+use super::upstream::{HeadDelay, Received};
 
 /// The words the fake model says, one streamed chunk each.
 pub const WORDS: [&str; 5] = ["Hello", " from", " the", " fake", " upstream"];
@@ -19,14 +19,43 @@ pub const REPLY: &str = "Hello from the fake upstream";
 /// round-trips to the same numbers.
 /// Pause between streamed events, so a stream is a stream and not one packet.
 const PACE: Duration = Duration::from_millis(5);
+/// A model name ending in this is streamed slowly enough for a client to time the arrivals.
+pub const SLOW_SUFFIX: &str = "-slow";
+const SLOW_PACE: Duration = Duration::from_millis(150);
+/// A model name ending in this answers only after thinking for `THINKING_TIME`.
+pub const THINKING_SUFFIX: &str = "-thinking";
+pub const THINKING_TIME: Duration = Duration::from_millis(800);
 
 pub fn respond(request: &Received) -> Response {
+    let mut response = answer(request);
+    let thinking = serde_json::from_slice::<Value>(&request.body)
+        .ok()
+        .and_then(|body| {
+            body["model"]
+                .as_str()
+                .map(|model| model.ends_with(THINKING_SUFFIX))
+        })
+        .unwrap_or(false);
+    if thinking {
+        response.extensions_mut().insert(HeadDelay(THINKING_TIME));
+    }
+    response
+}
+
+fn answer(request: &Received) -> Response {
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let path = request.path_and_query.split('?').next().unwrap_or_default();
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
     match path {
-        "/v1/chat/completions" if stream => sse(chat_chunks(&model)),
+        "/v1/chat/completions" if stream => {
+            let pace = if model.ends_with(SLOW_SUFFIX) {
+                SLOW_PACE
+            } else {
+                PACE
+            };
+            sse(chat_chunks(&model), pace)
+        }
         "/v1/chat/completions" => json_response(chat_completion(&model)),
         "/v1/embeddings" => json_response(embeddings(&body, &model)),
         "/v1/models" => json_response(json!({
@@ -36,7 +65,7 @@ pub fn respond(request: &Received) -> Response {
                 {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "system"},
             ],
         })),
-        "/v1/responses" if stream => sse(response_events(&model)),
+        "/v1/responses" if stream => sse(response_events(&model), PACE),
         "/v1/responses" => json_response(response_object(&model, "completed")),
         _ => (StatusCode::NOT_FOUND, "no such fake route").into_response(),
     }
@@ -53,11 +82,11 @@ fn json_response(value: Value) -> Response {
         .into_response()
 }
 
-/// Sends each event as its own write, `PACE` apart.
-fn sse(events: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
+/// Sends each event as its own write, `pace` apart.
+fn sse(events: Vec<String>, pace: Duration) -> Response {
+    let stream = futures_util::stream::unfold(events.into_iter(), move |mut events| async move {
         let event = events.next()?;
-        tokio::time::sleep(PACE).await;
+        tokio::time::sleep(pace).await;
         Some((
             Ok::<_, std::convert::Infallible>(Bytes::from(event)),
             events,

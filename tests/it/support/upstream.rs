@@ -25,6 +25,11 @@ pub struct Received {
 
 pub type Responder = Arc<dyn Fn(&Received) -> Response + Send + Sync>;
 
+/// Put on a response (as an extension) to hold its status line back this long: an upstream
+/// that thinks before it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadDelay(pub std::time::Duration);
+
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -51,7 +56,11 @@ impl FakeUpstream {
                     body,
                 };
                 log.lock().unwrap().push(seen.clone());
-                responder(&seen)
+                let response = responder(&seen);
+                if let Some(HeadDelay(delay)) = response.extensions().get::<HeadDelay>() {
+                    tokio::time::sleep(*delay).await;
+                }
+                response
             }
         });
         let listener = listener.tap_io(|stream| stream.set_nodelay(true).unwrap());

@@ -1,0 +1,125 @@
+//! The function-URL path end to end under `cargo lambda watch`: the emulator's runtime API and
+//! function URL, the built binary as the function, its key map in moto's Secrets Manager, a fake
+//! upstream, and the official Python and Node SDKs at `/lambda-url/openai-proxy/v1`.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+use crate::binary::assert_no_key_in;
+use crate::support::lambda::LambdaEmulator;
+use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use crate::support::upstream::FakeUpstream;
+use crate::support::{REAL_KEY, WRAPPER_KEY, key_map_json, openai, run_node_sdk, run_sdk_script};
+
+const SECRET: &str = "openai-proxy/keys";
+
+/// Environment for a function whose key map is `SECRET` in `moto` and whose upstream is `upstream`.
+fn function_settings<'a>(moto: &'a Moto, upstream: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("KEY_MAP_SECRET_ID", SECRET),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("UPSTREAM_BASE_URL", upstream),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
+    let moto = Moto::start().await;
+    moto.create_secret(SECRET, &key_map_json()).await;
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let emulator = LambdaEmulator::start().await;
+    let upstream_url = upstream.base_url();
+    let mut settings = function_settings(&moto, &upstream_url);
+    settings.push(("RUST_LOG", "debug"));
+    let function = emulator.start_function(&settings);
+
+    let base_url = emulator.base_url();
+    let sdk_env = [
+        ("OPENAI_PROXY_BASE_URL", base_url.as_str()),
+        ("OPENAI_PROXY_KEY", WRAPPER_KEY),
+    ];
+    let python = run_sdk_script("sdk_python.py", &sdk_env).await;
+    assert!(
+        python.contains("ok - streamed chunks arrive one by one"),
+        "{python}"
+    );
+    assert!(python.contains("ok - embeddings.create values"), "{python}");
+    let node = run_node_sdk(&sdk_env).await;
+    assert!(
+        node.contains("ok - streamed chunks arrived one by one"),
+        "{node}"
+    );
+    assert!(
+        node.contains("ok - unknown key is AuthenticationError"),
+        "{node}"
+    );
+
+    for seen in upstream
+        .received()
+        .iter()
+        .filter(|seen| seen.method != "HEAD")
+    {
+        assert_eq!(seen.headers["authorization"], format!("Bearer {REAL_KEY}"));
+    }
+    let log = function.stop();
+    assert!(log.contains("relaying upstream response"), "{log}");
+    assert_no_key_in(&log, &[WRAPPER_KEY, REAL_KEY, "wrapper-key-mallory"]);
+}
+
+/// One stream from a model that thinks before its first byte, through the emulated function URL;
+/// returns how long it took.
+async fn thinking_stream(base_url: &str) -> Duration {
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"model":"o4-mini{}","stream":true,"messages":[]}}"#,
+            openai::THINKING_SUFFIX
+        ))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    assert!(
+        body.ends_with(b"data: [DONE]\n\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_managed_instances_one_process_serves_concurrent_streams() {
+    let moto = Moto::start().await;
+    moto.create_secret(SECRET, &key_map_json()).await;
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let emulator = LambdaEmulator::start().await;
+    let upstream_url = upstream.base_url();
+    let mut settings = function_settings(&moto, &upstream_url);
+    settings.push(("AWS_LAMBDA_MAX_CONCURRENCY", "4"));
+    let function = emulator.start_function(&settings);
+    let base_url = emulator.base_url();
+
+    let one = thinking_stream(&base_url).await;
+    let started = Instant::now();
+    let four = futures_util::future::join_all((0..4).map(|_| thinking_stream(&base_url))).await;
+    let together = started.elapsed();
+    assert_eq!(four.len(), 4);
+    // Each invocation waits for the upstream's first byte before its response can begin. One
+    // invocation at a time (as without AWS_LAMBDA_MAX_CONCURRENCY) would take about four times
+    // as long as one; the concurrent runner polls four invocations at once in this one process.
+    assert!(
+        together < one * 2,
+        "four concurrent streams took {together:?}, one alone {one:?}"
+    );
+    drop(function);
+}
