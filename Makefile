@@ -1,11 +1,17 @@
 # The two commands the README promises, plus the pieces they are made of.
-#   make test   installs the pinned test tools into .venv, then runs every check and test
-#   make run    runs the proxy locally with the key file $(KEY_MAP_FILE)
+#   make test          installs the pinned test tools into .venv, then runs every check and test
+#   make run           runs the proxy locally with the key file $(KEY_MAP_FILE)
+#   make lambda-watch  the local Lambda loop: cargo lambda watch with the key file
+#   make lambda-build  cargo lambda build --release for $(ARCH) (arm64 or x86-64)
 
 VENV := .venv
 KEY_MAP_FILE ?= keys.example.json
 
-.PHONY: run test test-deps lint
+ARCH ?= arm64
+WATCH_PORT ?= 9000
+TOOLS := $(CURDIR)/$(VENV)/bin
+
+.PHONY: run test test-deps lint lambda-watch lambda-build
 
 run:
 	KEY_MAP_FILE=$(KEY_MAP_FILE) cargo run --release
@@ -30,3 +36,12 @@ lint:
 # One profile (dev) and one target directory for clippy and the tests, so nothing builds twice.
 test: test-deps lint
 	OPENAI_PROXY_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked
+
+lambda-watch: $(VENV)/.installed
+	@echo "SDK base_url: http://127.0.0.1:$(WATCH_PORT)/lambda-url/openai-proxy/v1  (wrapper keys from $(KEY_MAP_FILE))"
+	PATH="$(TOOLS):$$PATH" cargo-lambda lambda watch --invoke-port $(WATCH_PORT) \
+		--env-var KEY_MAP_FILE=$(abspath $(KEY_MAP_FILE))
+
+lambda-build: $(VENV)/.installed
+	PATH="$(TOOLS):$$PATH" cargo-lambda lambda build --release --$(ARCH)
+	@ls -l target/lambda/openai-proxy/bootstrap

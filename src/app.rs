@@ -117,13 +117,24 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
 async fn unknown_route(request: Request) -> ProxyError {
     ProxyError::UnknownRoute {
         method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
+        path: shown_path(request.uri()),
     }
 }
 
 async fn method_not_allowed(request: Request) -> ProxyError {
     ProxyError::MethodNotAllowed {
         method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
+        path: shown_path(request.uri()),
+    }
+}
+
+/// The request path as echoed in error messages: enough to spot a typo, never a whole
+/// oversized URL.
+fn shown_path(uri: &Uri) -> String {
+    const SHOWN: usize = 200;
+    let path = uri.path();
+    match path.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_owned(),
     }
 }

@@ -81,9 +81,9 @@ async fn the_official_python_sdk_works_through_the_binary() {
         .partition(|seen| seen.method == "HEAD");
     assert_eq!(warm_up.len(), 1);
     assert!(!warm_up[0].headers.contains_key("authorization"));
-    // chat, chat stream, stream helper, two embeddings, models, responses stream; the request
-    // with the unknown key never left the proxy.
-    assert_eq!(received.len(), 7);
+    // chat, chat stream, slow chat stream, stream helper, two embeddings, models, responses
+    // stream; the request with the unknown key never left the proxy.
+    assert_eq!(received.len(), 8);
     for seen in &received {
         assert_eq!(seen.headers["authorization"], format!("Bearer {REAL_KEY}"));
         assert!(seen.headers["x-stainless-lang"] == "python");

@@ -7,6 +7,7 @@
 )]
 
 mod binary;
+mod deploy;
 mod lambda_events;
 mod lambda_watch;
 mod proxy;

@@ -1,0 +1,183 @@
+"""Checks template.yaml offline, as far as anything can be checked without an AWS account.
+
+1. cfn-lint on the SAM template as written.
+2. The SAM transform (aws-sam-translator, what `sam deploy` runs server-side) into plain
+   CloudFormation, with CodeUri set to an S3 location as `sam package` would; then cfn-lint on
+   that output, which validates the generated Lambda, URL, role and permission resources.
+3. Assertions on the properties that matter: streaming invoke mode, runtime and architecture,
+   least-privilege IAM, public-URL permissions, settings passed as environment, outputs.
+
+Run by the Rust test `template_passes_cfn_lint_and_has_what_matters` with the repository root as
+the working directory. Raises on the first failure; prints one line per passing check.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from cfnlint.decode import decode_str
+from samtranslator.translator.transform import transform
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok - {name}")
+
+
+def cfn_lint(path):
+    lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    result = subprocess.run([lint, path], capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+TEMPLATE = sys.argv[1] if len(sys.argv) > 1 else "template.yaml"
+code, output = cfn_lint(TEMPLATE)
+check(f"cfn-lint {TEMPLATE}", code == 0, output)
+
+template, problems = decode_str(open(TEMPLATE, encoding="utf-8").read())
+check("template parses", not problems, problems)
+template = json.loads(json.dumps(template))
+params = template["Parameters"]
+
+# What `sam package` does to CodeUri, then the SAM transform itself.
+packaged = json.loads(json.dumps(template))
+packaged["Resources"]["ProxyFunction"]["Properties"]["CodeUri"] = "s3://artifacts/openai-proxy.zip"
+
+
+class NoManagedPolicies:
+    """The template names no managed policies, so nothing needs looking up in IAM."""
+
+    def load(self):
+        return {}
+
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+cfn = transform(packaged, {}, NoManagedPolicies())
+with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+    json.dump(cfn, out)
+code, output = cfn_lint(out.name)
+os.unlink(out.name)
+check("cfn-lint on the SAM-transformed template", code == 0, output)
+
+resources = cfn["Resources"]
+by_type = {}
+for name, resource in resources.items():
+    by_type.setdefault(resource["Type"], []).append((name, resource))
+
+# The function.
+[(_, function)] = by_type["AWS::Lambda::Function"]
+fprops = function["Properties"]
+check("runtime provided.al2023", fprops["Runtime"] == "provided.al2023", fprops["Runtime"])
+check("handler bootstrap", fprops["Handler"] == "bootstrap", fprops["Handler"])
+check("architecture is a parameter", fprops["Architectures"] == [{"Ref": "Architecture"}], fprops["Architectures"])
+check(
+    "arm64 by default, x86_64 allowed",
+    params["Architecture"]["Default"] == "arm64" and set(params["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"},
+    params["Architecture"],
+)
+check("cargo lambda build method", template["Resources"]["ProxyFunction"]["Metadata"]["BuildMethod"] == "rust-cargolambda")
+check("timeout is a parameter", fprops["Timeout"] == {"Ref": "TimeoutSeconds"}, fprops["Timeout"])
+check("timeout defaults near the 15-minute maximum", 840 <= params["TimeoutSeconds"]["Default"] <= 900, params["TimeoutSeconds"])
+check("memory is a parameter", fprops["MemorySize"] == {"Ref": "MemorySize"}, fprops["MemorySize"])
+check(
+    "reserved concurrency is optional",
+    fprops["ReservedConcurrentExecutions"]
+    == {"Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]},
+    fprops.get("ReservedConcurrentExecutions"),
+)
+check("JSON logs", fprops["LoggingConfig"]["LogFormat"] == "JSON", fprops["LoggingConfig"])
+
+# Every setting the proxy reads from the environment is set by the template (local-only ones aside).
+config_source = open("src/config.rs", encoding="utf-8").read()
+read = set(re.findall(r'(?:get|seconds)\("([A-Z_]+)"', config_source))
+local_only = {"KEY_MAP_FILE", "LISTEN_ADDR", "RUST_LOG"}
+set_by_lambda = {name for name in read if name.startswith("AWS_LAMBDA_")}
+env = fprops["Environment"]["Variables"]
+check("config.rs read as expected", {"KEY_MAP_SECRET_ID", "UPSTREAM_BASE_URL"} <= read, read)
+check("every setting is in the environment", read - local_only - set_by_lambda == set(env), (read, sorted(env)))
+check(
+    "the secret id is the created or the given secret",
+    env["KEY_MAP_SECRET_ID"] == {"Fn::If": ["CreateSecret", {"Ref": "KeyMapSecret"}, {"Ref": "ExistingKeyMapSecretArn"}]},
+    env["KEY_MAP_SECRET_ID"],
+)
+
+# The function URL.
+[(url_name, url)] = by_type["AWS::Lambda::Url"]
+check("function URL streams", url["Properties"]["InvokeMode"] == "RESPONSE_STREAM", url)
+check("function URL auth is a parameter", url["Properties"]["AuthType"] == {"Ref": "FunctionUrlAuthType"}, url)
+check(
+    "auth NONE by default, AWS_IAM offered",
+    params["FunctionUrlAuthType"]["Default"] == "NONE"
+    and set(params["FunctionUrlAuthType"]["AllowedValues"]) == {"NONE", "AWS_IAM"},
+    params["FunctionUrlAuthType"],
+)
+permissions = [props for _, resource in by_type["AWS::Lambda::Permission"] for props in [resource["Properties"]]]
+public = {p["Action"]: p for p in permissions if p.get("Principal") == "*"}
+check(
+    "public URL may invoke through the URL",
+    public.get("lambda:InvokeFunctionUrl", {}).get("FunctionUrlAuthType") == "NONE",
+    permissions,
+)
+check(
+    "public lambda:InvokeFunction only via the URL",
+    public.get("lambda:InvokeFunction", {}).get("InvokedViaFunctionUrl") is True,
+    permissions,
+)
+check(
+    "public permissions only when the URL is public",
+    all(resource.get("Condition") == "PublicUrl" for _, resource in by_type["AWS::Lambda::Permission"]),
+    by_type["AWS::Lambda::Permission"],
+)
+
+# Least privilege: one inline statement for the one secret, KMS only with a customer key.
+[(_, role)] = by_type["AWS::IAM::Role"]
+policies = role["Properties"]["Policies"]
+statements = []
+for policy in policies:
+    if "Fn::If" in policy:
+        condition, then, otherwise = policy["Fn::If"]
+        check("the KMS policy is conditional", condition == "HasKmsKey" and otherwise == {"Ref": "AWS::NoValue"}, policy)
+        kms = then["PolicyDocument"]["Statement"]
+        check(
+            "kms:Decrypt on the given key, via Secrets Manager only",
+            kms[0]["Action"] == "kms:Decrypt"
+            and kms[0]["Resource"] == {"Ref": "KeyMapKmsKeyArn"}
+            and "kms:ViaService" in kms[0]["Condition"]["StringEquals"],
+            kms,
+        )
+    else:
+        statements.extend(policy["PolicyDocument"]["Statement"])
+check("one unconditional statement", len(statements) == 1, statements)
+check(
+    "GetSecretValue on the key map secret only",
+    statements[0]["Action"] == "secretsmanager:GetSecretValue"
+    and statements[0]["Resource"] == env["KEY_MAP_SECRET_ID"],
+    statements,
+)
+managed = role["Properties"].get("ManagedPolicyArns", [])
+check(
+    "no managed policy beyond basic logging",
+    managed == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+    managed,
+)
+check("nothing is granted on *", "*" not in json.dumps(policies).replace('"Principal": "*"', ""), policies)
+
+# The secret, created only when none is given.
+[(secret_name, secret)] = by_type["AWS::SecretsManager::Secret"]
+check("the secret is created only when none is given", secret.get("Condition") == "CreateSecret", secret)
+check("the created secret starts as an empty key map", secret["Properties"]["SecretString"] == "{}", secret)
+
+# Outputs.
+outputs = cfn["Outputs"]
+check("outputs the function URL", outputs["FunctionUrl"]["Value"] == {"Fn::GetAtt": [url_name, "FunctionUrl"]}, outputs)
+check(
+    "outputs the SDK base_url",
+    outputs["OpenAIBaseUrl"]["Value"] == {"Fn::Sub": "${" + url_name + ".FunctionUrl}v1"},
+    outputs["OpenAIBaseUrl"],
+)
+check("outputs the secret", "KeyMapSecretArn" in outputs, outputs)
+print("template checks passed", file=sys.stderr)
