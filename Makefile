@@ -3,6 +3,7 @@
 #   make run           runs the proxy locally with the key file $(KEY_MAP_FILE)
 #   make lambda-watch  the local Lambda loop: cargo lambda watch with the key file
 #   make lambda-build  cargo lambda build --release for $(ARCH) (arm64 or x86-64)
+#   make bench         the benchmark: what the proxy adds over a direct call (a few minutes)
 
 VENV := .venv
 KEY_MAP_FILE ?= keys.example.json
@@ -11,7 +12,7 @@ ARCH ?= arm64
 WATCH_PORT ?= 9000
 TOOLS := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test test-deps lint lambda-watch lambda-build
+.PHONY: run test test-deps lint bench lambda-watch lambda-build
 
 run:
 	KEY_MAP_FILE=$(KEY_MAP_FILE) cargo run --release
@@ -34,8 +35,13 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 
 # One profile (dev) and one target directory for clippy and the tests, so nothing builds twice.
+# The benchmark runs as a short smoke only (its timing is no test); `make bench` is the real run.
 test: test-deps lint
 	OPENAI_PROXY_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --locked
+	cargo bench --locked --bench bench -- --smoke
+
+bench: test-deps
+	cargo bench --locked --bench bench
 
 lambda-watch: $(VENV)/.installed
 	@echo "SDK base_url: http://127.0.0.1:$(WATCH_PORT)/lambda-url/openai-proxy/v1  (wrapper keys from $(KEY_MAP_FILE))"
