@@ -2,6 +2,7 @@
 //!
 //!   cargo bench --bench bench            full run (a few minutes), table on stdout
 //!   cargo bench --bench bench -- --smoke a short run that proves the benchmark still works
+//!   … -- --cells B1,B4 --proxy-env RUST_LOG=warn   some cells only, extra proxy settings
 //!
 //! It starts a fast fake upstream in this process and the release proxy binary in local mode,
 //! then measures each cell against the same request sent straight to the fake (the floor).
@@ -30,6 +31,8 @@ const KEYS: usize = 10_000;
 
 struct Plan {
     smoke: bool,
+    /// Cells to run (`None`: all).
+    cells: Option<Vec<String>>,
     rounds: usize,
     per_round: usize,
     rates: Vec<u32>,
@@ -41,10 +44,17 @@ struct Plan {
 }
 
 impl Plan {
+    fn runs(&self, cell: &str) -> bool {
+        self.cells
+            .as_ref()
+            .is_none_or(|cells| cells.iter().any(|c| c.eq_ignore_ascii_case(cell)))
+    }
+
     fn new(smoke: bool) -> Self {
         if smoke {
             Self {
                 smoke,
+                cells: None,
                 rounds: 2,
                 per_round: 50,
                 rates: vec![500],
@@ -57,6 +67,7 @@ impl Plan {
         } else {
             Self {
                 smoke,
+                cells: None,
                 rounds: 10,
                 per_round: 500,
                 rates: vec![500, 1_000, 2_000],
@@ -79,7 +90,24 @@ fn key_map() -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), String> {
-    let plan = Plan::new(std::env::args().any(|arg| arg == "--smoke"));
+    let args: Vec<String> = std::env::args().collect();
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let mut plan = Plan::new(args.iter().any(|arg| arg == "--smoke"));
+    plan.cells = value_of("--cells").map(|list| list.split(',').map(str::to_owned).collect());
+    let extra_env: Vec<(String, String)> = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--proxy-env")
+        .filter_map(|pair| {
+            pair[1]
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
     let epoch = Instant::now();
     let fake = fake::start(epoch).await?;
     let dir = std::env::temp_dir().join(format!("openai-proxy-bench-{}", std::process::id()));
@@ -88,10 +116,11 @@ async fn main() -> Result<(), String> {
     std::fs::write(&key_file, key_map()).map_err(|err| err.to_string())?;
     let upstream = format!("http://{}/v1", fake.addr);
     let key_file_str = key_file.display().to_string();
-    let settings = [
+    let mut settings = vec![
         ("KEY_MAP_FILE", key_file_str.as_str()),
         ("UPSTREAM_BASE_URL", upstream.as_str()),
     ];
+    settings.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 
     let mut report = Report::new();
     let proxy = Proxy::start(&settings)?;
@@ -108,22 +137,33 @@ async fn main() -> Result<(), String> {
     let http = client();
 
     latency_cells(&plan, &http, &direct, &through, &mut report).await;
-    let peak_after_b2 = rate_cells(&plan, &http, &direct, &through, &proxy, &mut report).await;
-    let peak_after_b4 =
-        stream_cells(&plan, &http, &direct, &through, epoch, &proxy, &mut report).await;
-    lookup_cells(&plan, &http, &through, &mut report).await;
-    startup_cells(&plan, &settings, &upstream, &mut report).await?;
-    memory_cells(
-        &plan,
-        &http,
-        &through,
-        epoch,
-        &proxy,
-        idle_kib,
-        [peak_after_b2, peak_after_b4],
-        &mut report,
-    )
-    .await;
+    let mut peaks = [proxy.peak_kib(), 0];
+    if plan.runs("B2") {
+        peaks[0] = rate_cells(&plan, &http, &direct, &through, &proxy, &mut report).await;
+    }
+    peaks[1] = proxy.peak_kib();
+    if plan.runs("B4") {
+        peaks[1] = stream_cells(&plan, &http, &direct, &through, epoch, &proxy, &mut report).await;
+    }
+    if plan.runs("B6") {
+        lookup_cells(&plan, &http, &through, &mut report).await;
+    }
+    if plan.runs("B7") {
+        startup_cells(&plan, &settings, &upstream, &mut report).await?;
+    }
+    if plan.runs("B8") {
+        memory_cells(
+            &plan,
+            &http,
+            &through,
+            epoch,
+            &proxy,
+            idle_kib,
+            peaks,
+            &mut report,
+        )
+        .await;
+    }
     let size = std::fs::metadata(process::binary())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -205,26 +245,30 @@ async fn latency_cells(
     report: &mut Report,
 ) {
     let chat = r#"{"model":"chat","messages":[{"role":"user","content":"Hello"}]}"#;
-    let b1 = paired(plan.rounds, plan.per_round, direct, through, |t| {
-        let http = http.clone();
-        async move { round_trip(&http, &t, "/chat/completions", chat).await }
-    })
-    .await;
-    delta_rows(
-        report,
-        "B1",
-        "chat, one at a time",
-        &b1,
-        Some(50.0),
-        Some(150.0),
-    );
-    let b3 = paired(plan.rounds, plan.per_round, direct, through, |t| {
-        let http = http.clone();
-        async move { first_chunk(&http, &t).await }
-    })
-    .await;
-    delta_rows(report, "B3", "time to first chunk", &b3, None, Some(200.0));
-    for dims in [1536, 4096] {
+    if plan.runs("B1") {
+        let b1 = paired(plan.rounds, plan.per_round, direct, through, |t| {
+            let http = http.clone();
+            async move { round_trip(&http, &t, "/chat/completions", chat).await }
+        })
+        .await;
+        delta_rows(
+            report,
+            "B1",
+            "chat, one at a time",
+            &b1,
+            Some(50.0),
+            Some(150.0),
+        );
+    }
+    if plan.runs("B3") {
+        let b3 = paired(plan.rounds, plan.per_round, direct, through, |t| {
+            let http = http.clone();
+            async move { first_chunk(&http, &t).await }
+        })
+        .await;
+        delta_rows(report, "B3", "time to first chunk", &b3, None, Some(200.0));
+    }
+    for dims in [1536, 4096].into_iter().filter(|_| plan.runs("B5")) {
         let body = format!(r#"{{"model":"emb:{dims}","input":"bench"}}"#);
         let b5 = paired(plan.rounds, plan.per_round / 2, direct, through, |t| {
             let (http, body) = (http.clone(), body.clone());
