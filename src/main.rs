@@ -48,16 +48,28 @@ async fn serve() -> ExitCode {
 }
 
 /// Logs to stderr; JSON when Lambda's JSON log format is selected, so CloudWatch can index it.
+/// The filter takes `RUST_LOG`'s `level` and `target=level` directives (no regex engine needed).
 fn init_logging(config: &Config) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let parsed = config.log_filter.parse::<Targets>().ok();
+    let understood = parsed.is_some();
+    let filter = parsed.unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match (&config.front_door, config.log_json) {
-        (FrontDoor::Lambda, true) => builder.json().without_time().init(),
-        (FrontDoor::Lambda, false) => builder.without_time().with_ansi(false).init(),
-        (FrontDoor::Local { .. }, _) => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        (FrontDoor::Lambda, true) => registry.with(layer.json().without_time()).init(),
+        (FrontDoor::Lambda, false) => registry.with(layer.without_time().with_ansi(false)).init(),
+        (FrontDoor::Local { .. }, _) => registry
+            .with(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
             .init(),
+    }
+    if !understood {
+        tracing::warn!(
+            "RUST_LOG is not a list of level or target=level directives; logging at info"
+        );
     }
 }
 

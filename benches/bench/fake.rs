@@ -127,3 +127,25 @@ fn embeddings(dims: usize) -> String {
         floats.join(",")
     )
 }
+
+/// A bare TCP relay in front of the fake: each connection is copied byte for byte to a fresh
+/// upstream connection. It parses nothing, so what it adds is the cost of one more loopback hop
+/// on this machine, the floor under any proxy that terminates the client's connection.
+pub async fn relay(target: SocketAddr) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|err| format!("cannot bind the relay: {err}"))?;
+    let addr = listener.local_addr().map_err(|err| err.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = inbound.set_nodelay(true);
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    Ok(addr)
+}

@@ -81,6 +81,22 @@ impl Plan {
     }
 }
 
+/// How many requests the latency cells send through the proxy, warm-up included.
+fn proxied_requests(plan: &Plan) -> usize {
+    let per_cell = |per_round: usize| per_round.min(100) + plan.rounds * per_round;
+    let mut total = 0;
+    if plan.runs("B1") {
+        total += per_cell(plan.per_round);
+    }
+    if plan.runs("B3") {
+        total += per_cell(plan.per_round);
+    }
+    if plan.runs("B5") {
+        total += 2 * per_cell(plan.per_round / 2);
+    }
+    total
+}
+
 fn key_map() -> String {
     let members: Vec<String> = (0..KEYS)
         .map(|n| format!(r#""bench-key-{n}": "sk-bench-real-key-{n}""#))
@@ -135,8 +151,29 @@ async fn main() -> Result<(), String> {
         authorization: format!("Bearer {WRAPPER_KEY}"),
     };
     let http = client();
+    let relay_addr = fake::relay(fake.addr).await?;
+    let relay = Target {
+        base: format!("http://{relay_addr}/v1"),
+        authorization: format!("Bearer {REAL_KEY}"),
+    };
+    if plan.runs("B0") {
+        floor_cells(&plan, &http, &direct, &relay, epoch, &mut report).await;
+    }
 
+    let cpu_before = proxy.cpu_seconds();
     latency_cells(&plan, &http, &direct, &through, &mut report).await;
+    let proxied = proxied_requests(&plan);
+    if proxied > 0 {
+        let per_request = (proxy.cpu_seconds() - cpu_before) / proxied as f64 * 1e6;
+        report.row(
+            "B1",
+            "proxy CPU time per request (B1/B3/B5 traffic)",
+            format!("{} µs", round(per_request)),
+            "",
+            None,
+        );
+        report.figure("proxy_cpu_us_per_request", json!(per_request));
+    }
     let mut peaks = [proxy.peak_kib(), 0];
     if plan.runs("B2") {
         peaks[0] = rate_cells(&plan, &http, &direct, &through, &proxy, &mut report).await;
@@ -233,6 +270,56 @@ fn delta_rows(
             "proxy_p50_us": paired.proxy.p50(), "proxy_p99_us": paired.proxy.p99(),
             "failures": paired.failures,
         }),
+    );
+}
+
+/// B0: the same cells through a bare TCP relay instead of the proxy, for scale.
+async fn floor_cells(
+    plan: &Plan,
+    http: &reqwest::Client,
+    direct: &Target,
+    relay: &Target,
+    epoch: Instant,
+    report: &mut Report,
+) {
+    let chat = r#"{"model":"chat","messages":[{"role":"user","content":"Hello"}]}"#;
+    let hop = paired(plan.rounds, plan.per_round, direct, relay, |t| {
+        let http = http.clone();
+        async move { round_trip(&http, &t, "/chat/completions", chat).await }
+    })
+    .await;
+    delta_rows(
+        report,
+        "B0",
+        "bare TCP relay, chat one at a time",
+        &hop,
+        None,
+        None,
+    );
+    let (mut dp50, mut dp99) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds.min(3) {
+        let (direct_delays, _) = paced_streams(http, direct, epoch, 64, plan.frames, 20).await;
+        let (relay_delays, _) = paced_streams(http, relay, epoch, 64, plan.frames, 20).await;
+        dp50.push(relay_delays.p50() - direct_delays.p50());
+        dp99.push(relay_delays.p99() - direct_delays.p99());
+    }
+    report.row(
+        "B0",
+        "bare TCP relay, 64 streams: per-chunk Δp50",
+        Spread::of(&dp50).show("µs"),
+        "",
+        None,
+    );
+    report.row(
+        "B0",
+        "bare TCP relay, 64 streams: per-chunk Δp99",
+        Spread::of(&dp99).show("µs"),
+        "",
+        None,
+    );
+    report.figure(
+        "b0_relay_stream_delta",
+        json!({"dp50_us": Spread::of(&dp50), "dp99_us": Spread::of(&dp99)}),
     );
 }
 

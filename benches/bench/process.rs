@@ -54,6 +54,21 @@ impl Proxy {
         status_field(self.pid(), "VmRSS:")
     }
 
+    /// CPU time (user + system) the proxy has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        // Fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = after_name.split_whitespace().collect();
+                let user: f64 = fields.get(11)?.parse().ok()?;
+                let system: f64 = fields.get(12)?.parse().ok()?;
+                Some((user + system) / 100.0)
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Peak resident set size so far, in KiB.
     pub fn peak_kib(&self) -> u64 {
         status_field(self.pid(), "VmHWM:")
