@@ -1,0 +1,196 @@
+//! Resource cells: B6 key lookup, B7 start-up, B8 memory. B9 (binary size) is read in main.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cells::{Target, client, open_loop, paced_streams, round_trip};
+use crate::process::{Moto, Proxy};
+use crate::report::Report;
+use crate::stats::{Sample, Spread, round};
+use crate::{Plan, WRAPPER_KEY, key_map};
+
+/// B6: key lookup cost in a 10,000-key map, and the time to refuse an unknown key.
+pub async fn lookup_cells(
+    plan: &Plan,
+    http: &reqwest::Client,
+    through: &Target,
+    report: &mut Report,
+) {
+    let map = openai_proxy::keymap::KeyMap::parse(key_map().as_bytes()).unwrap_or_default();
+    let lookups = if plan.smoke { 10_000 } else { 1_000_000 };
+    let started = Instant::now();
+    let mut found = 0;
+    for n in 0..lookups {
+        let key = if n % 2 == 0 {
+            WRAPPER_KEY
+        } else {
+            "bench-key-9999"
+        };
+        let digest = openai_proxy::keys::WrapperKeyDigest::of(std::hint::black_box(key));
+        found += usize::from(map.lookup(&digest).is_some());
+    }
+    let per_lookup_ns = started.elapsed().as_nanos() as f64 / lookups as f64;
+    report.row(
+        "B6",
+        "lookup in a 10,000-key map (SHA-256 + map)",
+        format!("{} ns", round(per_lookup_ns)),
+        "≤ 1 µs",
+        Some(per_lookup_ns <= 1_000.0 && found == lookups),
+    );
+    let unknown = Target {
+        authorization: "Bearer not-a-key".to_owned(),
+        ..through.clone()
+    };
+    let mut refusals = Sample::default();
+    for _ in 0..plan.per_round {
+        let started = Instant::now();
+        let status = http
+            .post(format!("{}/chat/completions", unknown.base))
+            .header("authorization", &unknown.authorization)
+            .body("{}")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if status == 401 {
+            refusals.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report.row(
+        "B6",
+        "unknown key refused (HTTP round trip)",
+        format!(
+            "p50 {} µs, p99 {} µs",
+            round(refusals.p50()),
+            round(refusals.p99())
+        ),
+        "",
+        None,
+    );
+    report.figure("b6", json!({"lookup_ns": per_lookup_ns, "refusal_p50_us": refusals.p50(), "refusal_p99_us": refusals.p99()}));
+}
+
+/// B7: from exec to the first proxied 200, with the key map from a file and from moto.
+pub async fn startup_cells(
+    plan: &Plan,
+    settings: &[(&str, &str)],
+    upstream: &str,
+    report: &mut Report,
+) -> Result<(), String> {
+    let moto = Moto::start().await?;
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "testing", "testing", None, None, "bench",
+            ))
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    );
+    secrets
+        .create_secret()
+        .name("bench/keys")
+        .secret_string(key_map())
+        .send()
+        .await
+        .map_err(|err| format!("moto: {err}"))?;
+    let from_moto = [
+        ("KEY_MAP_SECRET_ID", "bench/keys"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("UPSTREAM_BASE_URL", upstream),
+    ];
+    for (label, envs, target) in [("file", settings, 15.0), ("moto", &from_moto[..], 60.0)] {
+        let mut times = Vec::new();
+        for _ in 0..plan.startups {
+            let started = Instant::now();
+            let proxy = Proxy::start(envs)?;
+            let through = Target {
+                base: format!("http://{}/v1", proxy.addr),
+                authorization: format!("Bearer {WRAPPER_KEY}"),
+            };
+            let http = client();
+            while round_trip(&http, &through, "/chat/completions", r#"{"model":"chat"}"#)
+                .await
+                .is_none()
+            {
+                if started.elapsed() > Duration::from_secs(30) {
+                    return Err(format!("no 200 from a fresh proxy ({label})"));
+                }
+            }
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let spread = Spread::of(&times);
+        report.row(
+            "B7",
+            &format!("exec → first proxied 200, key map from {label}"),
+            spread.show("ms"),
+            &format!("≤ {target} ms"),
+            Some(spread.median <= target),
+        );
+        report.figure(&format!("b7_startup_{label}_ms"), json!(spread));
+    }
+    Ok(())
+}
+
+/// B8: idle RSS, peak RSS under B2 and B4, and growth over a bounded soak.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the figures gathered so far"
+)]
+pub async fn memory_cells(
+    plan: &Plan,
+    http: &reqwest::Client,
+    through: &Target,
+    epoch: Instant,
+    proxy: &Proxy,
+    idle_kib: u64,
+    peaks: [u64; 2],
+    report: &mut Report,
+) {
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    report.row(
+        "B8",
+        "idle RSS after start-up",
+        format!("{:.1} MB", mb(idle_kib)),
+        "≤ 10 MB",
+        Some(mb(idle_kib) <= 10.0),
+    );
+    report.row(
+        "B8",
+        "peak RSS after B2 / after B4",
+        format!("{:.1} MB / {:.1} MB", mb(peaks[0]), mb(peaks[1])),
+        "≤ 40 MB",
+        Some(mb(peaks[1]) <= 40.0),
+    );
+    // Soak: the same mixed load twice; memory after the second must not exceed the first.
+    let mut after = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        while started.elapsed() < plan.soak {
+            let streams = paced_streams(http, through, epoch, 32, plan.frames.min(25), 20);
+            let calls = open_loop(http, through, 500, Duration::from_secs(1));
+            let _ = tokio::join!(streams, calls);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after.push(proxy.rss_kib());
+    }
+    let growth = mb(after[1]) - mb(after[0]);
+    report.row(
+        "B8",
+        &format!("RSS after soak 1 → soak 2 ({} s each)", plan.soak.as_secs()),
+        format!(
+            "{:.1} MB → {:.1} MB ({growth:+.1} MB)",
+            mb(after[0]),
+            mb(after[1])
+        ),
+        "no growth (≤ +0.5 MB)",
+        Some(growth <= 0.5),
+    );
+    report.figure("b8", json!({"idle_kib": idle_kib, "peak_after_b2_kib": peaks[0], "peak_after_b4_kib": peaks[1], "after_soak_kib": after}));
+}
