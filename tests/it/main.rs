@@ -8,6 +8,7 @@
 
 mod binary;
 mod deploy;
+mod errors;
 mod lambda_events;
 mod lambda_watch;
 mod proxy;
