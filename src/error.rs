@@ -40,8 +40,6 @@ pub enum ProxyError {
         "The proxy has no key map: its source (a Secrets Manager secret or a key file) could not be read. An operator must check that the secret exists and that the function's role may read it; /health shows the last error."
     )]
     KeyMapUnavailable,
-    #[error("The proxy could not complete the request.")]
-    Internal,
 }
 
 /// OpenAI's error body, field for field, so SDKs raise their usual typed exceptions.
@@ -84,7 +82,6 @@ impl ProxyError {
                 SERVER,
                 "key_map_unavailable",
             ),
-            Internal => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, "internal_error"),
         }
     }
 }

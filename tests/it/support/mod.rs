@@ -2,19 +2,17 @@
 //! external tools the end-to-end tests drive. Every port is a free loopback port, every wait is
 //! bounded, and every process started here is killed when its guard drops.
 
+pub mod clients;
 pub mod lambda;
 pub mod moto;
 pub mod openai;
+pub mod process;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -26,6 +24,9 @@ use openai_proxy::keymap::KeyMap;
 use openai_proxy::secrets::{KeySource, SourceError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+pub use clients::{python, run_node_sdk, run_sdk_script};
+pub use process::{BinaryProxy, ChildGuard, run_binary_to_exit};
 
 pub const WRAPPER_KEY: &str = "wrapper-key-alice";
 pub const REAL_KEY: &str = "sk-alice-real-openai-key";
@@ -127,193 +128,6 @@ impl Drop for InProcessProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// A child process that is killed when the guard drops, so a failing test leaves nothing behind.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The built `openai-proxy` binary, its stderr collected.
-pub struct BinaryProxy {
-    /// Where it listens, in local mode.
-    pub addr: SocketAddr,
-    pub child: ChildGuard,
-    pub stderr: mpsc::Receiver<String>,
-}
-
-impl BinaryProxy {
-    /// Starts the binary in local mode and waits (bounded) for the line naming the bound address.
-    pub fn start(envs: &[(&str, &str)]) -> Self {
-        Self::start_until(envs, "listening on http://")
-    }
-
-    /// Starts the binary and waits (bounded) for a log line containing `marker`.
-    pub fn start_until(envs: &[(&str, &str)], marker: &str) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_openai-proxy"));
-        command
-            .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = ChildGuard(command.spawn().unwrap());
-        let stderr = child.0.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(marker) => {
-                    let addr = line
-                        .split("listening on http://")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(|addr| addr.parse().unwrap())
-                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    return Self {
-                        addr,
-                        child,
-                        stderr: rx,
-                    };
-                }
-                Ok(line) => seen.push(line),
-                Err(_) => panic!(
-                    "openai-proxy never logged {marker:?}; stderr:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-
-    /// Kills the process and returns everything it wrote to stderr after start-up.
-    pub fn stop(mut self) -> String {
-        let _ = self.child.0.kill();
-        let _ = self.child.0.wait();
-        let mut lines = Vec::new();
-        // The pipe is closed now, so the reader thread ends and the channel disconnects.
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
-            lines.push(line);
-        }
-        lines.join("\n")
-    }
-}
-
-/// Runs the binary to completion with this environment; returns (exit success, stderr).
-/// The upstream is a closed loopback port unless `envs` says otherwise: start-up opens a
-/// connection to it, and tests talk to nothing beyond this machine.
-pub fn run_binary_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_openai-proxy"))
-            .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env(
-                "UPSTREAM_BASE_URL",
-                format!("http://{}/v1", upstream::closed_port()),
-            )
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "openai-proxy did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status.success(), stderr)
-}
-
-/// Runs one of the Python SDK scripts in tests/e2e; returns its stdout.
-pub async fn run_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
-    run_client(
-        python(),
-        manifest_dir().join("tests/e2e").join(script),
-        envs,
-    )
-    .await
-}
-
-/// Runs the Node SDK script; returns its stdout.
-pub async fn run_node_sdk(envs: &[(&str, &str)]) -> String {
-    run_client(PathBuf::from("node"), node_sdk_script(), envs).await
-}
-
-/// Runs an SDK client script (bounded), with the fake upstream's expected reply in its
-/// environment and no ambient OpenAI settings; fails the test with its output if it fails.
-async fn run_client(program: PathBuf, script: PathBuf, envs: &[(&str, &str)]) -> String {
-    let mut client = tokio::process::Command::new(&program);
-    client
-        .arg(&script)
-        .envs(envs.iter().copied())
-        .env("EXPECTED_REPLY", openai::REPLY)
-        .env("SLOW_MODEL", format!("gpt-4o-mini{}", openai::SLOW_SUFFIX))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), client.output())
-        .await
-        .expect("the SDK script did not finish in time")
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} failed:\n{stdout}\n{stderr}",
-        script.display()
-    );
-    stdout
-}
-
-/// The Node SDK script and its pinned `node_modules`; fails loudly when they are missing.
-pub fn node_sdk_script() -> PathBuf {
-    let dir = manifest_dir().join("tests/e2e/node");
-    assert!(
-        dir.join("node_modules/openai").exists(),
-        "the OpenAI Node SDK is not installed: run `make test` (it runs `npm ci` in tests/e2e/node)"
-    );
-    dir.join("sdk_node.mjs")
-}
-
-/// The Python interpreter with the pinned test requirements; fails loudly when it is missing.
-pub fn python() -> PathBuf {
-    let python = std::env::var_os("OPENAI_PROXY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: run `make test` (it installs tests/e2e/requirements.txt into .venv), \
-         or `make test-deps` first",
-        python.display()
-    );
-    python
 }
 
 /// A file in a fresh temporary directory that is removed when the guard drops.
