@@ -45,7 +45,7 @@ bench: test-deps
 
 lambda-watch: $(VENV)/.installed
 	@echo "SDK base_url: http://127.0.0.1:$(WATCH_PORT)/lambda-url/openai-proxy/v1  (wrapper keys from $(KEY_MAP_FILE))"
-	PATH="$(TOOLS):$$PATH" cargo-lambda lambda watch --invoke-port $(WATCH_PORT) \
+	PATH="$(TOOLS):$$PATH" cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
 		--env-var KEY_MAP_FILE=$(abspath $(KEY_MAP_FILE))
 
 lambda-build: $(VENV)/.installed

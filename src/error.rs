@@ -36,6 +36,8 @@ pub enum ProxyError {
     UpstreamUnreachable,
     #[error("The upstream API did not answer in time.")]
     UpstreamTimeout,
+    #[error("The upstream API stopped sending before the response was complete.")]
+    UpstreamStreamBroken,
     #[error(
         "The proxy has no key map: its source (a Secrets Manager secret or a key file) could not be read. An operator must check that the secret exists and that the function's role may read it; /health shows the last error."
     )]
@@ -77,6 +79,7 @@ impl ProxyError {
             BodyUnreadable => (StatusCode::BAD_REQUEST, CLIENT, "invalid_body"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, SERVER, "upstream_timeout"),
+            UpstreamStreamBroken => (StatusCode::BAD_GATEWAY, SERVER, "upstream_stream_broken"),
             KeyMapUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 SERVER,
@@ -86,9 +89,10 @@ impl ProxyError {
     }
 }
 
-impl IntoResponse for ProxyError {
-    fn into_response(self) -> Response {
-        let (status, kind, code) = self.classify();
+impl ProxyError {
+    /// The OpenAI-shaped JSON body for this error.
+    pub fn body(&self) -> Vec<u8> {
+        let (_, kind, code) = self.classify();
         let body = ErrorBody {
             error: ErrorDetail {
                 message: self.to_string(),
@@ -98,11 +102,25 @@ impl IntoResponse for ProxyError {
             },
         };
         // Serialising a struct of strings cannot fail; the fallback keeps the shape regardless.
-        let json = serde_json::to_vec(&body).unwrap_or_else(|_| {
+        serde_json::to_vec(&body).unwrap_or_else(|_| {
             br#"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#
                 .to_vec()
-        });
-        let mut response = (status, json).into_response();
+        })
+    }
+
+    /// The same error as a final SSE event, for a stream whose status line has already gone out.
+    pub fn sse_event(&self) -> Vec<u8> {
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&self.body());
+        event.extend_from_slice(b"\n\n");
+        event
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.classify();
+        let mut response = (status, self.body()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

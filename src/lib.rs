@@ -17,4 +17,5 @@ pub mod keys;
 pub mod local;
 pub mod proxy;
 pub mod secrets;
+pub mod stream;
 pub mod upstream;

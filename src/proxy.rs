@@ -18,6 +18,7 @@ use crate::cache::Authorized;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::keys::RealKey;
+use crate::stream;
 use crate::upstream;
 
 pub async fn forward(
@@ -115,7 +116,7 @@ async fn forward_authorized(
         head_ms = started.elapsed().as_secs_f64() * 1e3,
         "relaying upstream response"
     );
-    Ok(relay(upstream_response))
+    Ok(relay(upstream_response, &caller))
 }
 
 /// Reads the whole request body: requests are small, responses are what stream.
@@ -160,11 +161,20 @@ impl RequestSummary {
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
-/// exactly as they arrive.
-fn relay(upstream_response: reqwest::Response) -> Response {
+/// exactly as they arrive (an SSE stream that breaks ends with an error event).
+fn relay(upstream_response: reqwest::Response, caller: &impl std::fmt::Display) -> Response {
     let status = upstream_response.status();
     let headers = headers::client_response_headers(upstream_response.headers());
-    let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+    let chunks = upstream_response.bytes_stream();
+    let body = if is_sse {
+        Body::from_stream(stream::sse_ending_cleanly(chunks, caller.to_string()))
+    } else {
+        Body::from_stream(chunks)
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

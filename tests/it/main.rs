@@ -9,6 +9,7 @@
 mod binary;
 mod deploy;
 mod errors;
+mod faults;
 mod lambda_events;
 mod lambda_watch;
 mod proxy;

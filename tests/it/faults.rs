@@ -1,0 +1,159 @@
+//! An upstream that fails after the status line went out: the client's SSE stream ends with an
+//! OpenAI-shaped error event and a clean close, never a cut mid-frame or a hang.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::proxy::{BOUND, http};
+use crate::support::upstream::FakeUpstream;
+use crate::support::{InProcessProxy, WRAPPER_KEY};
+
+const FIRST: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+
+/// After `FIRST`, either a broken connection or a stall of `stall`.
+fn failing_stream(stall: Option<Duration>) -> Response {
+    let stream = futures_util::stream::unfold(0, move |step| async move {
+        match step {
+            0 => Some((Ok(Bytes::from_static(FIRST)), 1)),
+            1 => {
+                if let Some(stall) = stall {
+                    tokio::time::sleep(stall).await;
+                    Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), 2))
+                } else {
+                    // Long enough for the status line and the first frame to be flushed.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err(std::io::Error::other("upstream reset")), 2))
+                }
+            }
+            _ => None,
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// Streams a chat request through a proxy in front of `upstream`; returns the whole body the
+/// client received (which must end cleanly) and how long it took.
+async fn stream_through(upstream: &FakeUpstream, extra: &[(&str, &str)]) -> (Vec<u8>, Duration) {
+    let proxy = InProcessProxy::start(&upstream.base_url(), extra).await;
+    let started = Instant::now();
+    let response = http()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("the stream must end cleanly");
+    (body.to_vec(), started.elapsed())
+}
+
+fn final_error_code(body: &[u8]) -> String {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let json: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(json["error"]["type"], "server_error", "{json}");
+    assert!(json["error"]["message"].is_string(), "{json}");
+    json["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_reset_mid_stream_ends_with_an_error_event() {
+    let upstream = FakeUpstream::start(|_| failing_stream(None)).await;
+    let (body, _) = stream_through(&upstream, &[]).await;
+    assert!(
+        body.starts_with(FIRST),
+        "the frames before the fault arrive unchanged"
+    );
+    assert_eq!(final_error_code(&body), "upstream_stream_broken");
+}
+
+#[tokio::test]
+async fn a_stall_past_the_idle_timeout_mid_stream_ends_with_an_error_event() {
+    let upstream = FakeUpstream::start(|_| failing_stream(Some(Duration::from_secs(5)))).await;
+    let (body, took) = stream_through(&upstream, &[("UPSTREAM_IDLE_TIMEOUT_SECONDS", "1")]).await;
+    assert!(body.starts_with(FIRST));
+    assert_eq!(final_error_code(&body), "upstream_timeout");
+    assert!(
+        took < Duration::from_secs(4) && took < BOUND,
+        "ended after {took:?}"
+    );
+}
+
+/// Signals when dropped: the fake upstream's response body is dropped when its connection closes.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            let _ = signal.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_request() {
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let slot = std::sync::Mutex::new(Some(dropped_tx));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let upstream = FakeUpstream::start(move |_| {
+        let signal = DropSignal(slot.lock().unwrap().take());
+        let counter = counter.clone();
+        // Up to 200 frames, 50 ms apart: ten seconds of stream unless someone stops it.
+        let stream = futures_util::stream::unfold((0, signal), move |(n, signal)| {
+            let counter = counter.clone();
+            async move {
+                if n == 200 {
+                    return None;
+                }
+                if n > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let frame = Bytes::from(format!("data: {{\"n\":{n}}}\n\n"));
+                Some((Ok::<_, std::convert::Infallible>(frame), (n + 1, signal)))
+            }
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    })
+    .await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+
+    let client = http();
+    let response = client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    futures_util::StreamExt::next(&mut chunks)
+        .await
+        .unwrap()
+        .unwrap();
+    let left_at = Instant::now();
+    drop(chunks);
+    drop(client);
+
+    tokio::time::timeout(Duration::from_secs(5), dropped_rx)
+        .await
+        .expect("the upstream kept streaming to a client that had left")
+        .unwrap();
+    let frames = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        frames < 40,
+        "{frames} frames were produced; the upstream stopped {:?} after the client left",
+        left_at.elapsed()
+    );
+}
