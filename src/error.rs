@@ -28,6 +28,10 @@ pub enum ProxyError {
         "We could not parse the JSON body of your request. The OpenAI API expects a JSON object as the request body."
     )]
     InvalidJson,
+    #[error("The request body must be JSON, sent with Content-Type: application/json.")]
+    UnsupportedContentType,
+    #[error("The request headers are larger than the proxy's limit of {limit} bytes.")]
+    HeadersTooLarge { limit: usize },
     #[error("The request body is larger than the proxy's limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error("The request body could not be read.")]
@@ -75,6 +79,16 @@ impl ProxyError {
                 (StatusCode::METHOD_NOT_ALLOWED, CLIENT, "method_not_allowed")
             }
             InvalidJson => (StatusCode::BAD_REQUEST, CLIENT, "invalid_json"),
+            UnsupportedContentType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                CLIENT,
+                "unsupported_content_type",
+            ),
+            HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                CLIENT,
+                "request_headers_too_large",
+            ),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, CLIENT, "request_too_large"),
             BodyUnreadable => (StatusCode::BAD_REQUEST, CLIENT, "invalid_body"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),

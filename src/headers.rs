@@ -66,6 +66,39 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ProxyError> {
     Ok(token)
 }
 
+/// Request headers larger than this in total are refused: far beyond what an SDK sends, and a
+/// function URL would refuse them anyway.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses oversized header sections and bodies that are not declared as JSON (a missing
+/// content type is tolerated, as the API itself does).
+pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > MAX_REQUEST_HEADER_BYTES {
+        return Err(ProxyError::HeadersTooLarge {
+            limit: MAX_REQUEST_HEADER_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// True unless the request declares a content type other than JSON.
+pub fn declares_json_or_nothing(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_none_or(|value| {
+        let media_type = value
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        media_type.eq_ignore_ascii_case("application/json")
+    })
+}
+
 /// The headers to send upstream: the allow-listed ones from the client plus the real key.
 pub fn upstream_request_headers(client: &HeaderMap, real_key: &HeaderValue) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 1);

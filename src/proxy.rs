@@ -49,6 +49,7 @@ pub async fn list_models(
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorized, ProxyError> {
+    headers::check_request_headers(headers)?;
     let token = headers::bearer_token(headers)?;
     state.keys.authorize(token).await
 }
@@ -63,6 +64,9 @@ async fn forward_authorized(
     let caller = authorized.entry.caller(&authorized.digest);
 
     let body = if parts.method == Method::POST {
+        if !headers::declares_json_or_nothing(&parts.headers) {
+            return Err(ProxyError::UnsupportedContentType);
+        }
         let body = read_body(body, &parts.headers, state.max_request_body_bytes).await?;
         let summary = RequestSummary::of(&body)?;
         let model = summary.model.as_ref().and_then(serde_json::Value::as_str);

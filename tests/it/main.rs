@@ -10,6 +10,7 @@ mod binary;
 mod deploy;
 mod errors;
 mod faults;
+mod hostile;
 mod lambda_events;
 mod lambda_watch;
 mod proxy;
