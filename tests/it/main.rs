@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod lambda_events;
 mod lambda_watch;
+mod properties;
 mod proxy;
 mod secrets_manager;
 mod support;

@@ -1,0 +1,121 @@
+//! Property tests (proptest, bounded case counts): the Authorization parser, the key-map parser
+//! and request-path handling never panic, never answer 5xx, and never echo a key.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, header};
+use lambda_http::tower::ServiceExt;
+use openai_proxy::app::router;
+use openai_proxy::headers::bearer_token;
+use openai_proxy::keymap::KeyMap;
+use proptest::prelude::*;
+use serde_json::Value;
+
+use crate::support::state;
+use crate::support::upstream::closed_port;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Whatever the header holds, the parser answers; a token it returns is exactly what follows
+    /// a case-insensitive `Bearer` and whitespace.
+    #[test]
+    fn authorization_parsing_is_total_and_exact(raw in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let Ok(value) = HeaderValue::from_bytes(&raw) else { return Ok(()) };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value);
+        if let Ok(token) = bearer_token(&headers) {
+            let text = std::str::from_utf8(&raw).unwrap().trim();
+            prop_assert!(!token.is_empty());
+            prop_assert!(!token.contains(|c: char| c.is_ascii_whitespace()));
+            prop_assert!(text[..6].eq_ignore_ascii_case("bearer"));
+            prop_assert_eq!(text[6..].trim(), token);
+        }
+    }
+
+    /// Random documents never panic the key-map parser.
+    #[test]
+    fn key_map_parsing_is_total(document in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = KeyMap::parse(&document);
+    }
+
+    /// Maps with random keys and random (often wrong) values: an error names no key or value.
+    #[test]
+    fn key_map_errors_never_echo_keys(
+        members in proptest::collection::vec(("K[A-Z0-9]{10}", prop_oneof![
+            "S[A-Z0-9]{10}".prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            "S[A-Z0-9]{10}".prop_map(|s| serde_json::json!({"api_key": s, "bogus": 1})),
+            "S[A-Z0-9]{10}".prop_map(|s| serde_json::json!({"api_key": s, "models": s})),
+            "S[A-Z0-9]{10}".prop_map(|s| serde_json::json!({"api_key": s, "expires_at": s})),
+            "S[A-Z0-9]{10}".prop_map(|s| serde_json::json!({s: 1})),
+        ]), 1..6)
+    ) {
+        let document: serde_json::Map<String, Value> = members.iter().cloned().collect();
+        let text = serde_json::to_string(&document).unwrap();
+        if let Err(err) = KeyMap::parse(text.as_bytes()) {
+            let message = err.to_string();
+            for (key, value) in &members {
+                prop_assert!(!message.contains(key.as_str()), "{} in {}", key, message);
+                let value = value.to_string();
+                for secret in value.split('"').filter(|part| part.starts_with('S') && part.len() == 11) {
+                    prop_assert!(!message.contains(secret), "{} in {}", secret, message);
+                }
+            }
+        }
+    }
+}
+
+/// Any request path gets 401, 404 or 405 in OpenAI's shape, never a 5xx.
+#[test]
+fn any_path_gets_a_clear_answer() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime
+        .block_on(async { router(state(&format!("http://{}/v1", closed_port()), &[]).await) });
+    let segment = "[a-zA-Z0-9._~%-]{0,12}";
+    let path =
+        proptest::collection::vec(segment, 0..6).prop_map(|parts| format!("/{}", parts.join("/")));
+    let method = prop_oneof![
+        Just("GET"),
+        Just("POST"),
+        Just("PUT"),
+        Just("DELETE"),
+        Just("PATCH")
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    runner
+        .run(&(path, method), |(path, method)| {
+            let Ok(request) = Request::builder()
+                .method(method)
+                .uri(path.as_str())
+                .body(Body::empty())
+            else {
+                return Ok(());
+            };
+            let response = runtime.block_on(app.clone().oneshot(request)).unwrap();
+            let status = response.status().as_u16();
+            prop_assert!(
+                [200, 401, 404, 405].contains(&status),
+                "{} {} -> {}",
+                method,
+                path,
+                status
+            );
+            if status != 200 {
+                let body = runtime
+                    .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+                    .unwrap();
+                let json: Value = serde_json::from_slice(&body).unwrap();
+                prop_assert!(json["error"]["code"].is_string(), "{}", json);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
