@@ -15,6 +15,7 @@ pub mod headers;
 pub mod keymap;
 pub mod keys;
 pub mod local;
+pub mod logging;
 pub mod proxy;
 pub mod secrets;
 pub mod stream;

@@ -33,6 +33,20 @@ pub const REAL_KEY: &str = "sk-alice-real-openai-key";
 pub const OTHER_WRAPPER_KEY: &str = "wrapper-key-bob";
 pub const OTHER_REAL_KEY: &str = "sk-bob-real-openai-key";
 
+/// Every wrapper and real key any test configures or presents: none may ever appear in a log.
+pub const ALL_TEST_KEYS: [&str; 10] = [
+    WRAPPER_KEY,
+    REAL_KEY,
+    OTHER_WRAPPER_KEY,
+    OTHER_REAL_KEY,
+    "wrapper-key-mallory",
+    "wrapper-key-hidden",
+    "wrapper-key-carol",
+    "sk-carol-real",
+    "wrapper-key-dave",
+    "sk-dave-real",
+];
+
 pub fn key_map_json() -> String {
     format!(r#"{{"{WRAPPER_KEY}": "{REAL_KEY}", "{OTHER_WRAPPER_KEY}": "{OTHER_REAL_KEY}"}}"#)
 }

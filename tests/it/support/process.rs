@@ -19,12 +19,15 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The built `openai-proxy` binary, its stderr collected.
+/// The built `openai-proxy` binary, its stderr collected. It logs at `trace` unless a test says
+/// otherwise, and when it stops, its whole log is checked for every key the tests use: the
+/// log-capture check runs under every end-to-end test that starts the binary.
 pub struct BinaryProxy {
     /// Where it listens, in local mode.
     pub addr: SocketAddr,
     pub child: ChildGuard,
-    pub stderr: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
 }
 
 impl BinaryProxy {
@@ -39,7 +42,7 @@ impl BinaryProxy {
         command
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "trace")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -58,6 +61,7 @@ impl BinaryProxy {
         loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) if line.contains(marker) => {
+                    seen.push(line.clone());
                     let addr = line
                         .split("listening on http://")
                         .nth(1)
@@ -68,6 +72,7 @@ impl BinaryProxy {
                         addr,
                         child,
                         stderr: rx,
+                        log: seen,
                     };
                 }
                 Ok(line) => seen.push(line),
@@ -83,16 +88,36 @@ impl BinaryProxy {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Kills the process and returns everything it wrote to stderr after start-up.
+    /// Kills the process and returns everything it wrote to stderr.
     pub fn stop(mut self) -> String {
+        self.drain();
+        self.log.join("\n")
+    }
+
+    fn drain(&mut self) {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
-        let mut lines = Vec::new();
         // The pipe is closed now, so the reader thread ends and the channel disconnects.
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
-            lines.push(line);
+            self.log.push(line);
         }
-        lines.join("\n")
+    }
+}
+
+impl Drop for BinaryProxy {
+    fn drop(&mut self) {
+        self.drain();
+        if std::thread::panicking() {
+            return;
+        }
+        for key in super::ALL_TEST_KEYS {
+            for line in &self.log {
+                assert!(
+                    !line.contains(key),
+                    "a key appears in the proxy's log: {line}"
+                );
+            }
+        }
     }
 }
 
