@@ -90,13 +90,7 @@ async fn bodies_that_are_not_json_objects_get_400_and_oversized_ones_413() {
     let proxy =
         InProcessProxy::start(&upstream.base_url(), &[("MAX_REQUEST_BODY_BYTES", "1000")]).await;
     for body in ["", "{", "[1,2]", "\"text\"", "{\"model\":\"x\"} trailing"] {
-        let response = http()
-            .post(proxy.url("/v1/chat/completions"))
-            .bearer_auth(WRAPPER_KEY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = proxy.post("/v1/chat/completions", body).await;
         assert_eq!(
             openai_error(response, StatusCode::BAD_REQUEST).await,
             "invalid_json",
@@ -104,13 +98,7 @@ async fn bodies_that_are_not_json_objects_get_400_and_oversized_ones_413() {
         );
     }
     let big = format!(r#"{{"input":"{}"}}"#, "x".repeat(2000));
-    let response = http()
-        .post(proxy.url("/v1/embeddings"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.post("/v1/embeddings", big).await;
     assert_eq!(
         openai_error(response, StatusCode::PAYLOAD_TOO_LARGE).await,
         "request_too_large"
@@ -121,13 +109,7 @@ async fn bodies_that_are_not_json_objects_get_400_and_oversized_ones_413() {
 #[tokio::test]
 async fn an_unreachable_upstream_is_502() {
     let proxy = InProcessProxy::start(&format!("http://{}/v1", closed_port()), &[]).await;
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(CHAT_BODY)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.post("/v1/chat/completions", CHAT_BODY).await;
     assert_eq!(
         openai_error(response, StatusCode::BAD_GATEWAY).await,
         "upstream_unreachable"
@@ -149,13 +131,7 @@ async fn an_upstream_silent_past_the_idle_timeout_is_504() {
     )
     .await;
     let started = std::time::Instant::now();
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(CHAT_BODY)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.post("/v1/chat/completions", CHAT_BODY).await;
     assert_eq!(
         openai_error(response, StatusCode::GATEWAY_TIMEOUT).await,
         "upstream_timeout"

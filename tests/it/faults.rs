@@ -42,13 +42,12 @@ fn failing_stream(stall: Option<Duration>) -> Response {
 async fn stream_through(upstream: &FakeUpstream, extra: &[(&str, &str)]) -> (Vec<u8>, Duration) {
     let proxy = InProcessProxy::start(&upstream.base_url(), extra).await;
     let started = Instant::now();
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy
+        .post(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let body = response.bytes().await.expect("the stream must end cleanly");
     (body.to_vec(), started.elapsed())

@@ -162,13 +162,12 @@ async fn sse_bytes_out_equal_bytes_in() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    let response = http()
-        .post(proxy.url("/v1/responses"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"model":"gpt-4o-mini","input":"hi","stream":true}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy
+        .post(
+            "/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":"hi","stream":true}"#,
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.bytes().await.unwrap();
@@ -186,13 +185,12 @@ async fn the_first_chunk_reaches_the_client_before_the_upstream_sends_the_next()
     let second = Bytes::from_static(b"data: [DONE]\n\n");
     tx.send(first.clone()).await.unwrap();
 
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy
+        .post(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#,
+        )
+        .await;
     let mut chunks = response.bytes_stream();
     // The upstream has sent only the first chunk and holds the second until we have seen it.
     let mut seen = Vec::new();
@@ -235,13 +233,12 @@ async fn upstream_errors_pass_through_unchanged() {
     .await;
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
 
-    let response = http()
-        .post(proxy.url("/v1/embeddings"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"model":"text-embedding-3-small","input":"x"}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy
+        .post(
+            "/v1/embeddings",
+            r#"{"model":"text-embedding-3-small","input":"x"}"#,
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let headers = response.headers().clone();
     assert_eq!(headers["retry-after"], "7");
@@ -256,13 +253,7 @@ async fn upstream_5xx_bodies_pass_through_unchanged() {
     let body = "upstream exploded, not even JSON";
     let upstream = upstream_serving((StatusCode::SERVICE_UNAVAILABLE, body).into_response()).await;
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(CHAT_BODY)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.post("/v1/chat/completions", CHAT_BODY).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.bytes().await.unwrap(), body.as_bytes());
 }
@@ -286,13 +277,9 @@ async fn a_stream_slower_than_the_idle_timeout_per_chunk_is_never_cut_while_chun
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
     });
-    let response = http()
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"stream":true}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = proxy
+        .post("/v1/chat/completions", r#"{"stream":true}"#)
+        .await;
     let body = response.bytes().await.unwrap();
     sender.await.unwrap();
     let expected: String = (0..6).map(|n| format!("data: {n}\n\n")).collect();

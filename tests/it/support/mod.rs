@@ -136,6 +136,18 @@ impl InProcessProxy {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// POSTs `body` to `path` with the test wrapper key, bounded in time.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(WRAPPER_KEY)
+            .body(body)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for InProcessProxy {
