@@ -10,7 +10,9 @@ use crate::binary::assert_no_key_in;
 use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use crate::support::upstream::FakeUpstream;
-use crate::support::{REAL_KEY, WRAPPER_KEY, key_map_json, openai, run_node_sdk, run_sdk_script};
+use crate::support::{
+    REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, openai, run_node_sdk, run_sdk_script,
+};
 
 const SECRET: &str = "openai-proxy/keys";
 
@@ -120,6 +122,79 @@ async fn under_managed_instances_one_process_serves_concurrent_streams() {
     assert!(
         together < one * 2,
         "four concurrent streams took {together:?}, one alone {one:?}"
+    );
+    drop(function);
+}
+
+/// Under `cargo lambda watch`, a client that leaves mid-stream stops the upstream stream too: the
+/// emulator drops the function's response stream, and the proxy's upstream request goes with it.
+/// (A real function URL keeps streamed invocations running after the client leaves; see the
+/// README on how that waste is bounded.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::{Body, Bytes};
+    use axum::response::Response;
+
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    // 100 frames, 50 ms apart: five seconds of stream unless someone stops it.
+    let upstream = FakeUpstream::start(move |_| {
+        let counter = counter.clone();
+        let stream = futures_util::stream::unfold(0, move |n| {
+            let counter = counter.clone();
+            async move {
+                if n == 100 {
+                    return None;
+                }
+                if n > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let frame = Bytes::from(format!("data: {{\"n\":{n}}}\n\n"));
+                Some((Ok::<_, std::convert::Infallible>(frame), n + 1))
+            }
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    })
+    .await;
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let emulator = LambdaEmulator::start().await;
+    let upstream_url = upstream.base_url();
+    let function = emulator.start_function(&[
+        ("KEY_MAP_FILE", keys.path_str()),
+        ("UPSTREAM_BASE_URL", &upstream_url),
+    ]);
+
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/chat/completions", emulator.base_url()))
+        .bearer_auth(WRAPPER_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"stream":true}"#)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    futures_util::StreamExt::next(&mut chunks)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(chunks);
+    drop(client);
+
+    // Well past the point where an unstopped stream would have produced 40 more frames.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frames = produced.load(Ordering::SeqCst);
+    assert!(
+        frames < 20,
+        "the upstream produced {frames} frames after the client left"
     );
     drop(function);
 }
