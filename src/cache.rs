@@ -36,7 +36,8 @@ struct State {
     /// No refresh for expiry, or to recover from failure, before this instant.
     next_attempt: Instant,
     last_extra_refresh: Option<Instant>,
-    last_failure: Option<String>,
+    /// Shared, so the per-request snapshot copies a pointer, not the message.
+    last_failure: Option<Arc<str>>,
 }
 
 /// A successful lookup, with the map version it came from.
@@ -143,7 +144,7 @@ impl KeyCache {
             loaded: state.map.is_some(),
             source: self.source.kind(),
             age_seconds: state.fetched_at.map(|at| at.elapsed().as_secs()),
-            last_error: state.last_failure,
+            last_error: state.last_failure.map(|message| message.to_string()),
         }
     }
 
@@ -218,7 +219,7 @@ impl KeyCache {
                         tracing::error!(error = %err, "no key map could be loaded");
                     }
                     state.next_attempt = now + self.min_refresh_interval;
-                    state.last_failure = Some(err.to_string());
+                    state.last_failure = Some(err.to_string().into());
                 }
             }
         });

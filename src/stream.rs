@@ -17,15 +17,16 @@ pub fn sse_ending_cleanly<S>(
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
 {
-    // State: the upstream (None once ended) and whether the bytes so far end on an event boundary.
-    futures_util::stream::unfold(Some((upstream, Boundary::default())), move |state| {
-        let caller = caller.clone();
+    // State: the upstream, whether the bytes so far end on an event boundary, and who is calling
+    // (for the log line); `None` once the stream has ended. Nothing is cloned per chunk.
+    let start = Some((upstream, Boundary::default(), caller));
+    futures_util::stream::unfold(start, |state| {
         async move {
-            let (mut upstream, mut boundary) = state?;
+            let (mut upstream, mut boundary, caller) = state?;
             match upstream.next().await {
                 Some(Ok(chunk)) => {
                     boundary.observe(&chunk);
-                    Some((Ok(chunk), Some((upstream, boundary))))
+                    Some((Ok(chunk), Some((upstream, boundary, caller))))
                 }
                 Some(Err(err)) => {
                     let fault = match upstream::classify(&err) {
