@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use crate::proxy::{BOUND, http};
-use crate::support::upstream::FakeUpstream;
+use crate::support::upstream::{FakeUpstream, counted_frames};
 use crate::support::{InProcessProxy, WRAPPER_KEY};
 
 const FIRST: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
@@ -102,28 +102,10 @@ async fn a_client_that_leaves_cancels_the_upstream_request() {
     let slot = std::sync::Mutex::new(Some(dropped_tx));
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();
+    // Up to 200 frames, 50 ms apart: ten seconds of stream unless someone stops it.
     let upstream = FakeUpstream::start(move |_| {
         let signal = DropSignal(slot.lock().unwrap().take());
-        let counter = counter.clone();
-        // Up to 200 frames, 50 ms apart: ten seconds of stream unless someone stops it.
-        let stream = futures_util::stream::unfold((0, signal), move |(n, signal)| {
-            let counter = counter.clone();
-            async move {
-                if n == 200 {
-                    return None;
-                }
-                if n > 0 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let frame = Bytes::from(format!("data: {{\"n\":{n}}}\n\n"));
-                Some((Ok::<_, std::convert::Infallible>(frame), (n + 1, signal)))
-            }
-        });
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap()
+        counted_frames(200, counter.clone(), signal)
     })
     .await;
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;

@@ -9,36 +9,58 @@ use axum::http::StatusCode;
 use crate::binary::assert_no_key_in;
 use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
-use crate::support::upstream::FakeUpstream;
+use crate::support::upstream::{FakeUpstream, counted_frames};
 use crate::support::{
-    REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, openai, run_node_sdk, run_sdk_script,
+    BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, openai, run_node_sdk,
+    run_sdk_script,
 };
 
 const SECRET: &str = "openai-proxy/keys";
 
-/// Environment for a function whose key map is `SECRET` in `moto` and whose upstream is `upstream`.
-fn function_settings<'a>(moto: &'a Moto, upstream: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("KEY_MAP_SECRET_ID", SECRET),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
-        ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPSTREAM_BASE_URL", upstream),
-    ]
+/// A function under the emulator with its key map (`key_map_json`) in moto and the OpenAI-like
+/// fake upstream; `extra` adds settings.
+struct Deployment {
+    function: BinaryProxy,
+    emulator: LambdaEmulator,
+    upstream: FakeUpstream,
+    _moto: Moto,
+}
+
+impl Deployment {
+    async fn start(extra: &[(&str, &str)]) -> Self {
+        let moto = Moto::start().await;
+        moto.create_secret(SECRET, &key_map_json()).await;
+        let upstream = FakeUpstream::start(openai::respond).await;
+        let emulator = LambdaEmulator::start().await;
+        let upstream_url = upstream.base_url();
+        let mut settings = vec![
+            ("KEY_MAP_SECRET_ID", SECRET),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("UPSTREAM_BASE_URL", upstream_url.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let function = emulator.start_function(&settings);
+        Self {
+            function,
+            emulator,
+            upstream,
+            _moto: moto,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
-    let moto = Moto::start().await;
-    moto.create_secret(SECRET, &key_map_json()).await;
-    let upstream = FakeUpstream::start(openai::respond).await;
-    let emulator = LambdaEmulator::start().await;
-    let upstream_url = upstream.base_url();
-    let mut settings = function_settings(&moto, &upstream_url);
-    settings.push(("RUST_LOG", "debug"));
-    let function = emulator.start_function(&settings);
+    let Deployment {
+        function,
+        emulator,
+        upstream,
+        _moto,
+    } = Deployment::start(&[("RUST_LOG", "debug")]).await;
 
     let base_url = emulator.base_url();
     let sdk_env = [
@@ -101,15 +123,8 @@ async fn thinking_stream(base_url: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_managed_instances_one_process_serves_concurrent_streams() {
-    let moto = Moto::start().await;
-    moto.create_secret(SECRET, &key_map_json()).await;
-    let upstream = FakeUpstream::start(openai::respond).await;
-    let emulator = LambdaEmulator::start().await;
-    let upstream_url = upstream.base_url();
-    let mut settings = function_settings(&moto, &upstream_url);
-    settings.push(("AWS_LAMBDA_MAX_CONCURRENCY", "4"));
-    let function = emulator.start_function(&settings);
-    let base_url = emulator.base_url();
+    let deployment = Deployment::start(&[("AWS_LAMBDA_MAX_CONCURRENCY", "4")]).await;
+    let base_url = deployment.emulator.base_url();
 
     let one = thinking_stream(&base_url).await;
     let started = Instant::now();
@@ -123,7 +138,6 @@ async fn under_managed_instances_one_process_serves_concurrent_streams() {
         together < one * 2,
         "four concurrent streams took {together:?}, one alone {one:?}"
     );
-    drop(function);
 }
 
 /// Under `cargo lambda watch`, a client that leaves mid-stream stops the upstream stream too: the
@@ -135,34 +149,10 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use axum::body::{Body, Bytes};
-    use axum::response::Response;
-
     let produced = Arc::new(AtomicUsize::new(0));
     let counter = produced.clone();
     // 100 frames, 50 ms apart: five seconds of stream unless someone stops it.
-    let upstream = FakeUpstream::start(move |_| {
-        let counter = counter.clone();
-        let stream = futures_util::stream::unfold(0, move |n| {
-            let counter = counter.clone();
-            async move {
-                if n == 100 {
-                    return None;
-                }
-                if n > 0 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let frame = Bytes::from(format!("data: {{\"n\":{n}}}\n\n"));
-                Some((Ok::<_, std::convert::Infallible>(frame), n + 1))
-            }
-        });
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap()
-    })
-    .await;
+    let upstream = FakeUpstream::start(move |_| counted_frames(100, counter.clone(), ())).await;
     let keys = TempFile::with_contents("keys.json", &key_map_json());
     let emulator = LambdaEmulator::start().await;
     let upstream_url = upstream.base_url();

@@ -106,6 +106,33 @@ pub fn scripted_stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Resp
     (tx, response)
 }
 
+/// `frames` SSE frames 50 ms apart. `produced` counts the frames generated so far, and `guard` is
+/// dropped with the stream: both show when the stream to a departed client stops.
+pub fn counted_frames<G: Send + 'static>(
+    frames: usize,
+    produced: Arc<std::sync::atomic::AtomicUsize>,
+    guard: G,
+) -> Response {
+    let stream = futures_util::stream::unfold((0, guard), move |(n, guard)| {
+        let produced = produced.clone();
+        async move {
+            if n == frames {
+                return None;
+            }
+            if n > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let frame = Bytes::from(format!("data: {{\"n\":{n}}}\n\n"));
+            Some((Ok::<_, std::convert::Infallible>(frame), (n + 1, guard)))
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
 /// A loopback port with nothing listening on it.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
