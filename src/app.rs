@@ -25,6 +25,8 @@ pub struct AppState {
     /// `UPSTREAM_BASE_URL` without a trailing slash; request paths after `/v1` are appended.
     upstream_base: Arc<str>,
     pub max_request_body_bytes: usize,
+    /// Under Lambda: how long before the invocation's deadline a response is ended.
+    pub deadline_margin: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,7 @@ impl AppState {
                 .trim_end_matches('/')
                 .into(),
             max_request_body_bytes: config.max_request_body_bytes,
+            deadline_margin: config.deadline_margin,
         })
     }
 

@@ -14,6 +14,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8000";
 /// Just under the 6 MB payload cap of a function URL invocation, so an oversized body gets our
 /// clear 413 instead of a bare error from the Lambda service.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 6_000_000;
+/// Enough to write the final SSE event and return before Lambda stops the invocation.
+pub const DEFAULT_DEADLINE_MARGIN_MILLISECONDS: u64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrontDoor {
@@ -45,6 +47,9 @@ pub struct Config {
     /// Longest wait for the next bytes from the upstream: the response head or the next chunk.
     pub idle_timeout: Duration,
     pub max_request_body_bytes: usize,
+    /// Under Lambda, streams end (and waits for a response head give up) this long before the
+    /// invocation's deadline, so the client gets a clean ending instead of a killed connection.
+    pub deadline_margin: Duration,
     /// `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
     pub log_filter: String,
     /// Lambda's JSON log format (`AWS_LAMBDA_LOG_FORMAT=JSON`): log lines as JSON objects.
@@ -150,6 +155,19 @@ impl Config {
             },
         };
 
+        let deadline_margin = match get("LAMBDA_DEADLINE_MARGIN_MILLISECONDS") {
+            None => Duration::from_millis(DEFAULT_DEADLINE_MARGIN_MILLISECONDS),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(millis) => Duration::from_millis(millis),
+                Err(_) => {
+                    problems.push(format!(
+                        "LAMBDA_DEADLINE_MARGIN_MILLISECONDS: expected a whole number of milliseconds, got {raw:?}"
+                    ));
+                    Duration::from_millis(DEFAULT_DEADLINE_MARGIN_MILLISECONDS)
+                }
+            },
+        };
+
         let log_filter = get("RUST_LOG")
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
@@ -166,6 +184,7 @@ impl Config {
                 connect_timeout,
                 idle_timeout,
                 max_request_body_bytes,
+                deadline_margin,
                 log_filter,
                 log_json,
             }),
@@ -224,6 +243,7 @@ mod tests {
             config.max_request_body_bytes,
             DEFAULT_MAX_REQUEST_BODY_BYTES
         );
+        assert_eq!(config.deadline_margin, Duration::from_secs(1));
     }
 
     #[test]
@@ -246,6 +266,7 @@ mod tests {
             ("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "0"),
             ("LISTEN_ADDR", "localhost"),
             ("MAX_REQUEST_BODY_BYTES", "-1"),
+            ("LAMBDA_DEADLINE_MARGIN_MILLISECONDS", "1s"),
         ])
         .unwrap_err();
         let text = err.to_string();
@@ -256,6 +277,7 @@ mod tests {
             "LISTEN_ADDR",
             "KEY_MAP_FILE",
             "MAX_REQUEST_BODY_BYTES",
+            "LAMBDA_DEADLINE_MARGIN_MILLISECONDS",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -43,6 +43,10 @@ pub enum ProxyError {
     #[error("The upstream API stopped sending before the response was complete.")]
     UpstreamStreamBroken,
     #[error(
+        "The proxy's Lambda invocation reached its time limit before the upstream finished; the response was ended early."
+    )]
+    FunctionDeadline,
+    #[error(
         "The proxy has no key map: its source (a Secrets Manager secret or a key file) could not be read. An operator must check that the secret exists and that the function's role may read it; /health shows the last error."
     )]
     KeyMapUnavailable,
@@ -94,6 +98,7 @@ impl ProxyError {
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, SERVER, "upstream_timeout"),
             UpstreamStreamBroken => (StatusCode::BAD_GATEWAY, SERVER, "upstream_stream_broken"),
+            FunctionDeadline => (StatusCode::GATEWAY_TIMEOUT, SERVER, "function_deadline"),
             KeyMapUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 SERVER,

@@ -2,16 +2,18 @@
 //! relay. The response body is the upstream's byte stream handed straight to the client: no
 //! buffering, no SSE parsing, no re-framing. Nothing here logs a header map or a key.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 
 use crate::app::AppState;
 use crate::cache::Authorized;
@@ -62,6 +64,7 @@ async fn forward_authorized(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let caller = authorized.entry.caller(&authorized.digest);
+    let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
 
     let body = if parts.method == Method::POST {
         if !headers::declares_json_or_nothing(&parts.headers) {
@@ -103,12 +106,16 @@ async fn forward_authorized(
         upstream::classify(&err)
     };
 
-    let mut upstream_response = send(&authorized.entry.real_key).await.map_err(fail)?;
+    let mut upstream_response = before(cutoff, send(&authorized.entry.real_key))
+        .await?
+        .map_err(fail)?;
     if upstream_response.status() == StatusCode::UNAUTHORIZED {
         // The real key may have been rotated in the secret since this map was read.
         if let Some(renewed) = state.keys.refresh_after_upstream_401(&authorized).await {
             tracing::info!(%caller, "upstream refused the real key; retrying once with the rotated key");
-            upstream_response = send(&renewed.entry.real_key).await.map_err(fail)?;
+            upstream_response = before(cutoff, send(&renewed.entry.real_key))
+                .await?
+                .map_err(fail)?;
         }
     }
 
@@ -120,7 +127,30 @@ async fn forward_authorized(
         head_ms = started.elapsed().as_secs_f64() * 1e3,
         "relaying upstream response"
     );
-    Ok(relay(upstream_response, &caller))
+    Ok(relay(upstream_response, cutoff, &caller))
+}
+
+/// Under Lambda, the moment to give up on the upstream: `margin` before the invocation's
+/// deadline. `None` in local mode, where requests carry no Lambda context, and for a deadline
+/// that has already passed when the request arrives: the Lambda service never sends one, but
+/// `cargo lambda watch` always sends the same fixed value (600,000 ms after the Unix epoch).
+fn invocation_cutoff(extensions: &Extensions, margin: Duration) -> Option<Instant> {
+    let context = extensions.get::<lambda_http::Context>()?;
+    let left = context.deadline().duration_since(SystemTime::now()).ok()?;
+    Some(Instant::now() + left.saturating_sub(margin))
+}
+
+/// Runs `future` unless the invocation's cutoff comes first.
+async fn before<F: Future>(cutoff: Option<Instant>, future: F) -> Result<F::Output, ProxyError> {
+    match cutoff {
+        None => Ok(future.await),
+        Some(at) => tokio::time::timeout_at(at, future).await.map_err(|_| {
+            tracing::warn!(
+                "the Lambda invocation is about to time out before the upstream answered"
+            );
+            ProxyError::FunctionDeadline
+        }),
+    }
 }
 
 /// Reads the whole request body: requests are small, responses are what stream.
@@ -165,19 +195,25 @@ impl RequestSummary {
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
-/// exactly as they arrive (an SSE stream that breaks ends with an error event).
-fn relay(upstream_response: reqwest::Response, caller: &impl std::fmt::Display) -> Response {
+/// exactly as they arrive (an SSE stream that breaks or outlives the invocation ends with an
+/// error event).
+fn relay(
+    upstream_response: reqwest::Response,
+    cutoff: Option<Instant>,
+    caller: &impl std::fmt::Display,
+) -> Response {
     let status = upstream_response.status();
     let headers = headers::client_response_headers(upstream_response.headers());
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
     let chunks = upstream_response.bytes_stream();
-    let body = if is_sse {
-        Body::from_stream(stream::sse_ending_cleanly(chunks, caller.to_string()))
-    } else {
-        Body::from_stream(chunks)
-    };
+    let body = Body::from_stream(stream::Relayed::new(
+        chunks,
+        is_sse,
+        cutoff,
+        caller.to_string(),
+    ));
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -1,52 +1,105 @@
-//! The relayed body: the upstream's chunks passed on as they arrive, untouched. One addition: if
-//! an SSE stream breaks after the status line went out (reset, or idle past the timeout), the
-//! client gets a final `data: {"error": …}` event in OpenAI's shape and a clean end, instead of a
-//! connection cut mid-frame that SDKs report as an unexplained network error.
+//! The relayed body: the upstream's chunks passed on as they arrive, untouched. Two additions,
+//! both about how a body ends early:
+//! - if an SSE stream breaks after the status line went out (reset, or idle past the timeout),
+//!   the client gets a final `data: {"error": …}` event in OpenAI's shape and a clean end, instead
+//!   of a connection cut mid-frame that SDKs report as an unexplained network error;
+//! - under Lambda, a body still flowing shortly before the invocation's deadline ends the same
+//!   way (`function_deadline`), and dropping the upstream stream cancels the upstream request.
+//!
+//! A non-SSE body has no in-band way to say "error", so it ends with an error instead, which cuts
+//! the connection just as the upstream's failure would have without the proxy.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
 use crate::upstream;
 
-/// Passes `upstream` through; on a mid-stream failure ends with an SSE error event.
-pub fn sse_ending_cleanly<S>(
+/// The upstream body as the client receives it. Polled by the server for each chunk; nothing is
+/// allocated or cloned per chunk on the normal path.
+pub struct Relayed<S> {
     upstream: S,
+    /// `Some` for an SSE body: where the bytes so far end, so an error event can stand alone.
+    sse: Option<Boundary>,
+    /// When to stop waiting for the upstream (`None`: no deadline, as in local mode).
+    cutoff: Option<Pin<Box<Sleep>>>,
+    /// Who is calling, for the log line when the body ends early.
     caller: String,
-) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>>
-where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
-{
-    // State: the upstream, whether the bytes so far end on an event boundary, and who is calling
-    // (for the log line); `None` once the stream has ended. Nothing is cloned per chunk.
-    let start = Some((upstream, Boundary::default(), caller));
-    futures_util::stream::unfold(start, |state| {
-        async move {
-            let (mut upstream, mut boundary, caller) = state?;
-            match upstream.next().await {
-                Some(Ok(chunk)) => {
-                    boundary.observe(&chunk);
-                    Some((Ok(chunk), Some((upstream, boundary, caller))))
-                }
-                Some(Err(err)) => {
-                    let fault = match upstream::classify(&err) {
-                        ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
-                        _ => ProxyError::UpstreamStreamBroken,
-                    };
-                    tracing::warn!(%caller, error = %err, "upstream stream broke; ending it with an error event");
-                    // A half-sent event is closed first, so the error event stands on its own.
-                    let mut tail = if boundary.at_event_end() {
-                        Vec::new()
-                    } else {
-                        b"\n\n".to_vec()
-                    };
-                    tail.extend_from_slice(&fault.sse_event());
-                    Some((Ok(Bytes::from(tail)), None))
-                }
-                None => None,
-            }
+    ended: bool,
+}
+
+impl<S> Relayed<S> {
+    pub fn new(upstream: S, is_sse: bool, cutoff: Option<Instant>, caller: String) -> Self {
+        Self {
+            upstream,
+            sse: is_sse.then(Boundary::default),
+            cutoff: cutoff.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            caller,
+            ended: false,
         }
-    })
+    }
+
+    /// The last item: an error event for SSE, an error (a cut connection) for anything else.
+    fn end_early(&mut self, fault: ProxyError) -> Result<Bytes, ProxyError> {
+        self.ended = true;
+        let Some(boundary) = self.sse else {
+            return Err(fault);
+        };
+        // A half-sent event is closed first, so the error event stands on its own.
+        let mut tail = if boundary.at_event_end() {
+            Vec::new()
+        } else {
+            b"\n\n".to_vec()
+        };
+        tail.extend_from_slice(&fault.sse_event());
+        Ok(Bytes::from(tail))
+    }
+}
+
+impl<S> Stream for Relayed<S>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    type Item = Result<Bytes, ProxyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        // The upstream first: a chunk that is ready when the deadline fires still goes out.
+        match this.upstream.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(boundary) = &mut this.sse {
+                    boundary.observe(&chunk);
+                }
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let fault = match upstream::classify(&err) {
+                    ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+                    _ => ProxyError::UpstreamStreamBroken,
+                };
+                tracing::warn!(caller = %this.caller, error = %err, "upstream stream broke; ending the response early");
+                return Poll::Ready(Some(this.end_early(fault)));
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if let Some(cutoff) = &mut this.cutoff {
+            ready!(cutoff.as_mut().poll(cx));
+            tracing::warn!(caller = %this.caller, "the Lambda invocation is about to time out; ending the response early");
+            return Poll::Ready(Some(this.end_early(ProxyError::FunctionDeadline)));
+        }
+        Poll::Pending
+    }
 }
 
 /// The last four bytes relayed, enough to tell whether the stream stands between events

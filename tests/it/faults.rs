@@ -86,7 +86,7 @@ async fn a_stall_past_the_idle_timeout_mid_stream_ends_with_an_error_event() {
 }
 
 /// Signals when dropped: the fake upstream's response body is dropped when its connection closes.
-struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+pub struct DropSignal(pub Option<tokio::sync::oneshot::Sender<()>>);
 
 impl Drop for DropSignal {
     fn drop(&mut self) {

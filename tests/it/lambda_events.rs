@@ -4,7 +4,9 @@
 //! RESPONSE_STREAM metadata prelude plus body stream.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use futures_util::StreamExt;
@@ -14,7 +16,8 @@ use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
 use openai_proxy::app::router;
 use serde_json::Value;
 
-use crate::support::upstream::FakeUpstream;
+use crate::faults::DropSignal;
+use crate::support::upstream::{FakeUpstream, HeadDelay, counted_frames};
 use crate::support::{REAL_KEY, manifest_dir, openai, state};
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -81,15 +84,21 @@ async fn through_stream_adapter(
     app: axum::Router,
     name: &str,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<Vec<u8>>) {
+    with_context(app, name, Context::default()).await
+}
+
+/// The same, for an invocation with `context` (its deadline, say).
+async fn with_context(
+    app: axum::Router,
+    name: &str,
+    context: Context,
+) -> (StatusCode, axum::http::HeaderMap, Vec<Vec<u8>>) {
     let payload: LambdaRequest = serde_json::from_str(&event_text(name)).unwrap();
     let mut adapter = StreamAdapter::from(app);
-    let response = tokio::time::timeout(
-        BOUND,
-        adapter.call(LambdaEvent::new(payload, Context::default())),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let response = tokio::time::timeout(BOUND, adapter.call(LambdaEvent::new(payload, context)))
+        .await
+        .unwrap()
+        .unwrap();
     let prelude = response.metadata_prelude;
     let mut chunks = Vec::new();
     let mut stream = response.stream;
@@ -152,4 +161,105 @@ async fn an_error_event_streams_an_openai_error() {
     let json: Value = serde_json::from_slice(&chunks.concat()).unwrap();
     assert_eq!(json["error"]["code"], "invalid_api_key");
     assert!(upstream.received().is_empty());
+}
+
+/// An invocation context whose deadline is `left` from now, as the runtime API announces it.
+fn context_with_deadline(left: Duration) -> Context {
+    let deadline = SystemTime::now() + left;
+    let mut context = Context::default();
+    context.deadline = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    context
+}
+
+#[tokio::test]
+async fn a_stream_still_running_near_the_deadline_ends_with_an_error_event_and_stops_upstream() {
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let slot = std::sync::Mutex::new(Some(dropped_tx));
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    // 200 frames 50 ms apart: ten seconds of stream, far past this invocation's deadline.
+    let upstream = FakeUpstream::start(move |_| {
+        counted_frames(
+            200,
+            counter.clone(),
+            DropSignal(slot.lock().unwrap().take()),
+        )
+    })
+    .await;
+    let extra = [("LAMBDA_DEADLINE_MARGIN_MILLISECONDS", "500")];
+    let app = router(state(&upstream.base_url(), &extra).await);
+    let started = Instant::now();
+    let context = context_with_deadline(Duration::from_millis(1_500));
+    let (status, _, chunks) = with_context(app, "chat-stream.json", context).await;
+    let took = started.elapsed();
+
+    assert_eq!(status, StatusCode::OK);
+    // Ended a margin before the deadline, not at it, and not long before it either.
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1_450),
+        "ended after {took:?}"
+    );
+    let body = String::from_utf8(chunks.concat()).unwrap();
+    let events: Vec<&str> = body.trim_end().split("\n\n").collect();
+    let (last, frames) = events.split_last().unwrap();
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            *frame,
+            format!("data: {{\"n\":{n}}}"),
+            "frames arrive unchanged"
+        );
+    }
+    assert!(
+        frames.len() >= 10,
+        "only {} frames before the end",
+        frames.len()
+    );
+    let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "function_deadline", "{error}");
+    assert_eq!(error["error"]["type"], "server_error");
+    // The upstream request was dropped with the response: the fake's stream stops.
+    tokio::time::timeout(Duration::from_secs(2), dropped_rx)
+        .await
+        .expect("the upstream kept streaming after the response ended")
+        .unwrap();
+    assert!(produced.load(Ordering::SeqCst) < 40);
+}
+
+#[tokio::test]
+async fn a_deadline_already_past_on_arrival_is_ignored() {
+    // `cargo lambda watch` announces every invocation with `lambda-runtime-deadline-ms: 600000`,
+    // a moment in 1970; the Lambda service never sends a past deadline.
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let app = router(state(&upstream.base_url(), &[]).await);
+    let mut context = Context::default();
+    context.deadline = 600_000;
+    let (status, _, chunks) = with_context(app, "chat-stream.json", context).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(chunks.concat().ends_with(b"data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn an_upstream_still_silent_near_the_deadline_gets_a_504_before_it() {
+    let upstream = FakeUpstream::start(|received| {
+        let mut response = openai::respond(received);
+        response
+            .extensions_mut()
+            .insert(HeadDelay(Duration::from_secs(5)));
+        response
+    })
+    .await;
+    let extra = [("LAMBDA_DEADLINE_MARGIN_MILLISECONDS", "500")];
+    let app = router(state(&upstream.base_url(), &extra).await);
+    let started = Instant::now();
+    let context = context_with_deadline(Duration::from_millis(1_500));
+    let (status, headers, chunks) = with_context(app, "chat-stream.json", context).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(headers["content-type"], "application/json");
+    let error: Value = serde_json::from_slice(&chunks.concat()).unwrap();
+    assert_eq!(error["error"]["code"], "function_deadline", "{error}");
+    assert!(
+        took < Duration::from_millis(1_450),
+        "answered after {took:?}"
+    );
 }
