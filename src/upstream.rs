@@ -12,6 +12,11 @@ use crate::error::ProxyError;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 pub fn client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
+    builder(config).build()
+}
+
+/// The client's settings, for callers that add to them (tests give it a scripted resolver).
+pub fn builder(config: &Config) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .read_timeout(config.idle_timeout)
@@ -23,7 +28,6 @@ pub fn client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .redirect(reqwest::redirect::Policy::none())
         // No ambient HTTP(S)_PROXY: the real key goes to the configured upstream and nowhere else.
         .no_proxy()
-        .build()
 }
 
 /// Whose fault a failed upstream exchange was, as the client will see it.

@@ -7,6 +7,7 @@
 )]
 
 mod binary;
+mod connect_faults;
 mod deploy;
 mod errors;
 mod faults;

@@ -1,0 +1,197 @@
+//! Upstream faults before any response: TLS that fails (an untrusted certificate, a plain-HTTP
+//! server behind an `https://` URL, a server that never finishes the handshake) and DNS that
+//! fails or never answers. Each is a 502 or 504 in OpenAI's shape, within the connect timeout.
+//! (Connection refused, no first byte, 429 and 5xx are in `errors.rs`.)
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Name, Resolve, Resolving};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, pki_types};
+
+use crate::support::upstream::FakeUpstream;
+use crate::support::{InProcessProxy, config, openai, state};
+use openai_proxy::upstream;
+
+/// Every case must end well inside this, with the connect timeout set to one second.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(4);
+const ONE_SECOND_CONNECT: [(&str, &str); 1] = [("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "1")];
+
+/// Sends a chat request through `proxy`; returns the status, the error code and how long it took.
+async fn outcome(proxy: &InProcessProxy) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let response = proxy
+        .post("/v1/chat/completions", r#"{"model":"gpt-4o-mini"}"#)
+        .await;
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let code = body["error"]["code"].as_str().unwrap().to_owned();
+    (status, code, started.elapsed())
+}
+
+/// A TLS server on loopback with a freshly made self-signed certificate for 127.0.0.1, which no
+/// trust store holds. Each handshake's outcome (the server's view) is recorded.
+struct UntrustedTls {
+    addr: SocketAddr,
+    handshakes: Arc<Mutex<Vec<Result<(), String>>>>,
+    task: JoinHandle<()>,
+}
+
+impl UntrustedTls {
+    async fn start() -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handshakes = Arc::new(Mutex::new(Vec::new()));
+        let log = handshakes.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let outcome = acceptor
+                    .accept(stream)
+                    .await
+                    .map(drop)
+                    .map_err(|err| err.to_string());
+                log.lock().unwrap().push(outcome);
+            }
+        });
+        Self {
+            addr,
+            handshakes,
+            task,
+        }
+    }
+}
+
+impl Drop for UntrustedTls {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_certificate_nobody_trusts_is_a_502() {
+    let tls = UntrustedTls::start().await;
+    let base = format!("https://{}/v1", tls.addr);
+    let proxy = InProcessProxy::start(&base, &ONE_SECOND_CONNECT).await;
+    let (status, code, took) = outcome(&proxy).await;
+    assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
+    assert!(took < ANSWERED_WITHIN, "took {took:?}");
+    // The proxy did reach the server and refused its certificate during the handshake.
+    let handshakes = tls.handshakes.lock().unwrap().clone();
+    assert!(
+        !handshakes.is_empty(),
+        "no TLS handshake reached the server"
+    );
+    assert!(
+        handshakes.iter().all(Result::is_err),
+        "a handshake with an untrusted certificate completed: {handshakes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_plain_http_server_behind_an_https_url_is_a_502() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let base = format!("https://{}/v1", upstream.addr);
+    let proxy = InProcessProxy::start(&base, &ONE_SECOND_CONNECT).await;
+    let (status, code, took) = outcome(&proxy).await;
+    assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
+    assert!(took < ANSWERED_WITHIN, "took {took:?}");
+    assert!(upstream.received().is_empty(), "no HTTP request was made");
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_a_504_at_the_connect_timeout() {
+    // Accepts connections and reads nothing: the ClientHello is never answered.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let proxy = InProcessProxy::start(&format!("https://{addr}/v1"), &ONE_SECOND_CONNECT).await;
+    let (status, code, took) = outcome(&proxy).await;
+    silent.abort();
+    assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
+    assert!(
+        took >= Duration::from_millis(900) && took < ANSWERED_WITHIN,
+        "took {took:?}"
+    );
+}
+
+/// A name server stand-in: it records each name it is asked for and either answers that the
+/// name does not exist (as getaddrinfo reports NXDOMAIN) or never answers at all.
+struct ScriptedDns {
+    asked: Arc<Mutex<Vec<String>>>,
+    answers: bool,
+}
+
+impl Resolve for ScriptedDns {
+    fn resolve(&self, name: Name) -> Resolving {
+        self.asked.lock().unwrap().push(name.as_str().to_owned());
+        let answers = self.answers;
+        Box::pin(async move {
+            if !answers {
+                std::future::pending::<()>().await;
+            }
+            Err(Box::new(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            )) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    }
+}
+
+/// A proxy whose upstream `https://api.upstream.test/v1` is resolved by a `ScriptedDns`.
+async fn behind_scripted_dns(answers: bool) -> (InProcessProxy, Arc<Mutex<Vec<String>>>) {
+    let base = "https://api.upstream.test/v1";
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut state = state(base, &ONE_SECOND_CONNECT).await;
+    state.client = upstream::builder(&config(base, &ONE_SECOND_CONNECT))
+        .dns_resolver(Arc::new(ScriptedDns {
+            asked: asked.clone(),
+            answers,
+        }))
+        .build()
+        .unwrap();
+    (InProcessProxy::serve(state).await, asked)
+}
+
+#[tokio::test]
+async fn an_upstream_name_that_does_not_resolve_is_a_502() {
+    let (proxy, asked) = behind_scripted_dns(true).await;
+    let (status, code, took) = outcome(&proxy).await;
+    assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
+    assert!(took < ANSWERED_WITHIN, "took {took:?}");
+    assert_eq!(*asked.lock().unwrap(), ["api.upstream.test"]);
+}
+
+#[tokio::test]
+async fn a_name_server_that_never_answers_is_a_504_at_the_connect_timeout() {
+    let (proxy, asked) = behind_scripted_dns(false).await;
+    let (status, code, took) = outcome(&proxy).await;
+    assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
+    assert!(
+        took >= Duration::from_millis(900) && took < ANSWERED_WITHIN,
+        "took {took:?}"
+    );
+    assert_eq!(*asked.lock().unwrap(), ["api.upstream.test"]);
+}
