@@ -4,15 +4,17 @@
 #   make lambda-watch  the local Lambda loop: cargo lambda watch with the key file
 #   make lambda-build  cargo lambda build --release for $(ARCH) (arm64 or x86-64)
 #   make bench         the benchmark: what the proxy adds over a direct call (a few minutes)
+#   make soak          the soak: 256 streams + 200 req/s for $(SOAK_SECONDS) s, every byte checked
 
 VENV := .venv
 KEY_MAP_FILE ?= keys.example.json
 
 ARCH ?= arm64
+SOAK_SECONDS ?= 300
 WATCH_PORT ?= 9000
 TOOLS := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test test-deps lint bench lambda-watch lambda-build
+.PHONY: run test test-deps lint bench soak lambda-watch lambda-build
 
 run:
 	KEY_MAP_FILE=$(KEY_MAP_FILE) cargo run --release
@@ -42,6 +44,9 @@ test: test-deps lint
 
 bench: test-deps
 	cargo bench --locked --bench bench
+
+soak: test-deps
+	cargo bench --locked --bench bench -- --soak $(SOAK_SECONDS)
 
 lambda-watch: $(VENV)/.installed
 	@echo "SDK base_url: http://127.0.0.1:$(WATCH_PORT)/lambda-url/openai-proxy/v1  (wrapper keys from $(KEY_MAP_FILE))"

@@ -16,7 +16,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 /// Frame payload padding: OpenAI's chat chunks are about this long.
-const FRAME_PADDING: usize = 160;
+pub const FRAME_PADDING: usize = 160;
 
 pub struct Fake {
     pub addr: SocketAddr,
@@ -106,12 +106,12 @@ fn sse(epoch: Instant, pace: Duration, frames: u32) -> Response {
         .unwrap_or_default()
 }
 
-fn chat_completion() -> String {
+pub fn chat_completion() -> String {
     r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}"#.to_owned()
 }
 
 /// An embeddings body the size OpenAI sends: floats printed with their usual precision.
-fn embeddings(dims: usize) -> String {
+pub fn embeddings(dims: usize) -> String {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let floats: Vec<String> = (0..dims)
         .map(|_| {

@@ -3,6 +3,7 @@
 //!   cargo bench --bench bench            full run (a few minutes), table on stdout
 //!   cargo bench --bench bench -- --smoke a short run that proves the benchmark still works
 //!   … -- --cells B1,B4 --proxy-env RUST_LOG=warn   some cells only, extra proxy settings
+//!   … -- --soak 300                       the soak instead of the cells (`make soak`)
 //!
 //! It starts a fast fake upstream in this process and the release proxy binary in local mode,
 //! then measures each cell against the same request sent straight to the fake (the floor).
@@ -15,6 +16,7 @@ mod latency;
 mod process;
 mod report;
 mod resources;
+mod soak;
 mod stats;
 
 use std::time::{Duration, Instant};
@@ -160,6 +162,17 @@ async fn main() -> Result<(), String> {
         base: format!("http://{relay_addr}/v1"),
         authorization: format!("Bearer {REAL_KEY}"),
     };
+    if let Some(seconds) = value_of("--soak") {
+        let seconds = seconds
+            .parse()
+            .map_err(|_| "--soak takes a number of seconds")?;
+        let soak_plan = soak::SoakPlan::new(Duration::from_secs(seconds));
+        let outcome = soak::run(&soak_plan, &http, &through, &proxy, &mut report).await;
+        drop(proxy);
+        let _ = std::fs::remove_dir_all(&dir);
+        publish(&report, plan.smoke, "soak.json")?;
+        return outcome;
+    }
     if plan.runs("B0") {
         floor_cells(&plan, &http, &direct, &relay, epoch, &mut report).await;
     }
@@ -217,9 +230,26 @@ async fn main() -> Result<(), String> {
     );
     report.figure("b9_binary_bytes", json!(size));
 
+    if plan.smoke && plan.runs("S1") {
+        // The soak's code path, briefly, so `make test` proves `make soak` still works.
+        let soak_plan = soak::SoakPlan {
+            duration: Duration::from_secs(3),
+            streams: 16,
+            frames_per_stream: 5,
+            pace_ms: 20,
+            rate: 50,
+        };
+        soak::run(&soak_plan, &http, &through, &proxy, &mut report).await?;
+    }
+
     drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
-    let machine = report::machine(plan.smoke);
+    publish(&report, plan.smoke, "results.json")
+}
+
+/// The table on stdout, every figure in target/bench/`file`.
+fn publish(report: &Report, smoke: bool, file: &str) -> Result<(), String> {
+    let machine = report::machine(smoke);
     println!(
         "\nopenai-proxy benchmark ({} mode) on {}",
         machine["mode"], machine["cpu"]
@@ -236,7 +266,7 @@ async fn main() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|err| err.to_string())?;
     let json_text =
         serde_json::to_string_pretty(&report.json(machine)).map_err(|err| err.to_string())?;
-    std::fs::write(out.join("results.json"), json_text).map_err(|err| err.to_string())?;
-    println!("figures written to target/bench/results.json");
+    std::fs::write(out.join(file), json_text).map_err(|err| err.to_string())?;
+    println!("figures written to target/bench/{file}");
     Ok(())
 }
