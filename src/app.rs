@@ -7,13 +7,15 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::cache::KeyCache;
 use crate::config::{Config, KeySourceConfig};
 use crate::error::ProxyError;
-use crate::proxy::{forward, list_models};
+use crate::metering::{Metering, RequestRecord};
+use crate::proxy::{answered, forward, list_models};
 use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
 use crate::upstream;
 
@@ -27,6 +29,9 @@ pub struct AppState {
     pub max_request_body_bytes: usize,
     /// Under Lambda: how long before the invocation's deadline a response is ended.
     pub deadline_margin: std::time::Duration,
+    pub metering: Metering,
+    /// `host[:port]` of the upstream, for `/health`.
+    upstream_host: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +80,34 @@ impl AppState {
                 .into(),
             max_request_body_bytes: config.max_request_body_bytes,
             deadline_margin: config.deadline_margin,
+            metering: Metering {
+                emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
+                include_stream_usage: config.stream_include_usage,
+            },
+            upstream_host: match (
+                config.upstream_base_url.host_str(),
+                config.upstream_base_url.port(),
+            ) {
+                (Some(host), Some(port)) => format!("{host}:{port}").into(),
+                (Some(host), None) => host.into(),
+                (None, _) => "".into(),
+            },
         })
+    }
+
+    /// A fresh record for `request`, under its Lambda request id when it has one.
+    pub fn record_for(&self, request: &Request) -> RequestRecord {
+        let lambda_request_id = request
+            .extensions()
+            .get::<lambda_http::Context>()
+            .map(|context| context.request_id.as_str())
+            .filter(|id| !id.is_empty());
+        RequestRecord::new(
+            &self.metering,
+            lambda_request_id,
+            request.method().as_str(),
+            request.uri().path(),
+        )
     }
 
     /// `/v1/chat/completions?x=1` → `<base>/chat/completions?x=1`. Only routed paths get here,
@@ -111,24 +143,35 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
     };
     let body = json!({
         "status": word,
+        "version": env!("CARGO_PKG_VERSION"),
         "key_map_loaded": key_map.loaded,
         "key_map": key_map,
+        "upstream": state.upstream_host,
     });
     (status, Json(body))
 }
 
-async fn unknown_route(request: Request) -> ProxyError {
-    ProxyError::UnknownRoute {
+async fn unknown_route(State(state): State<AppState>, request: Request) -> Response {
+    let err = ProxyError::UnknownRoute {
         method: request.method().to_string(),
         path: shown_path(request.uri()),
-    }
+    };
+    answered(err, unrouted_record(&state, &request))
 }
 
-async fn method_not_allowed(request: Request) -> ProxyError {
-    ProxyError::MethodNotAllowed {
+async fn method_not_allowed(State(state): State<AppState>, request: Request) -> Response {
+    let err = ProxyError::MethodNotAllowed {
         method: request.method().to_string(),
         path: shown_path(request.uri()),
-    }
+    };
+    answered(err, unrouted_record(&state, &request))
+}
+
+/// Unrouted paths are client-chosen: the log line carries the shortened path.
+fn unrouted_record(state: &AppState, request: &Request) -> RequestRecord {
+    let mut record = state.record_for(request);
+    record.route = shown_path(request.uri());
+    record
 }
 
 /// The request path as echoed in error messages: enough to spot a typo, never a whole

@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8000";
 /// Just under the 6 MB payload cap of a function URL invocation, so an oversized body gets our
 /// clear 413 instead of a bare error from the Lambda service.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 6_000_000;
+pub const DEFAULT_NAMESPACE: &str = "openai-proxy";
 /// Enough to write the final SSE event and return before Lambda stops the invocation.
 pub const DEFAULT_DEADLINE_MARGIN_MILLISECONDS: u64 = 1_000;
 
@@ -52,8 +53,13 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
     pub log_filter: String,
-    /// Lambda's JSON log format (`AWS_LAMBDA_LOG_FORMAT=JSON`): log lines as JSON objects.
+    /// Log lines as JSON objects: `LOG_FORMAT=json`, or Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`.
     pub log_json: bool,
+    /// The CloudWatch namespace for per-request EMF records; `None` when they are switched off
+    /// (`METRICS_EMF`, on by default under Lambda, off in local mode).
+    pub emf_namespace: Option<String>,
+    /// Ask the upstream for token usage on chat streams (`STREAM_INCLUDE_USAGE`, default on).
+    pub stream_include_usage: bool,
 }
 
 /// All problems found in the environment, one per line.
@@ -171,8 +177,34 @@ impl Config {
         let log_filter = get("RUST_LOG")
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
-        let log_json =
-            get("AWS_LAMBDA_LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json"));
+        let log_json = get("LOG_FORMAT")
+            .or_else(|| get("AWS_LAMBDA_LOG_FORMAT"))
+            .is_some_and(|format| format.trim().eq_ignore_ascii_case("json"));
+
+        let mut switch = |name: &str, default: bool| -> bool {
+            match get(name).map(|raw| (raw.trim().to_ascii_lowercase(), raw)) {
+                None => default,
+                Some((value, raw)) => match value.as_str() {
+                    "1" | "true" | "on" | "yes" => true,
+                    "0" | "false" | "off" | "no" => false,
+                    _ => {
+                        problems.push(format!("{name}: expected true or false, got {raw:?}"));
+                        default
+                    }
+                },
+            }
+        };
+        let emf = switch("METRICS_EMF", front_door == FrontDoor::Lambda);
+        let stream_include_usage = switch("STREAM_INCLUDE_USAGE", true);
+        let namespace = get("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        let namespace = namespace.trim().to_owned();
+        if namespace.len() > 255 || namespace.starts_with(':') {
+            problems.push(
+                "METRICS_NAMESPACE: expected at most 255 characters, not starting with ':'"
+                    .to_owned(),
+            );
+        }
+        let emf_namespace = emf.then_some(namespace);
 
         match (upstream_base_url, key_source) {
             (Some(upstream_base_url), Some(key_source)) if problems.is_empty() => Ok(Self {
@@ -187,6 +219,8 @@ impl Config {
                 deadline_margin,
                 log_filter,
                 log_json,
+                emf_namespace,
+                stream_include_usage,
             }),
             _ => Err(ConfigErrors(problems)),
         }
@@ -244,6 +278,34 @@ mod tests {
             DEFAULT_MAX_REQUEST_BODY_BYTES
         );
         assert_eq!(config.deadline_margin, Duration::from_secs(1));
+        assert_eq!(config.emf_namespace, None, "no EMF records in local mode");
+        assert!(config.stream_include_usage);
+        assert!(!config.log_json);
+    }
+
+    #[test]
+    fn metering_settings() {
+        let lambda = config(&[
+            ("KEY_MAP_FILE", "keys.json"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ])
+        .unwrap();
+        assert_eq!(lambda.emf_namespace.as_deref(), Some("openai-proxy"));
+        assert!(lambda.log_json);
+        let switched = config(&[
+            ("KEY_MAP_FILE", "keys.json"),
+            ("METRICS_EMF", "on"),
+            ("METRICS_NAMESPACE", "team/llm"),
+            ("STREAM_INCLUDE_USAGE", "false"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(switched.emf_namespace.as_deref(), Some("team/llm"));
+        assert!(!switched.stream_include_usage);
+        assert!(switched.log_json);
+        let err = config(&[("KEY_MAP_FILE", "k"), ("METRICS_EMF", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("METRICS_EMF"), "{err}");
     }
 
     #[test]

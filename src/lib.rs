@@ -5,7 +5,9 @@
 //! wrapper key against the [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a
 //! [`secrets::KeySource`]: Secrets Manager or a file), sends the request upstream with the real key through
 //! the shared client from [`upstream`], and relays status, allowed headers and body bytes as
-//! they arrive. Everything that can go wrong before that is a [`error::ProxyError`].
+//! they arrive. Everything that can go wrong before that is a [`error::ProxyError`]. Each
+//! request ends in one [`metering::RequestRecord`] (a log line, and a CloudWatch EMF record),
+//! with the token usage [`usage`] read from the body as it passed.
 
 pub mod app;
 pub mod cache;
@@ -16,7 +18,9 @@ pub mod keymap;
 pub mod keys;
 pub mod local;
 pub mod logging;
+pub mod metering;
 pub mod proxy;
 pub mod secrets;
 pub mod stream;
 pub mod upstream;
+pub mod usage;

@@ -38,9 +38,20 @@ pub fn init(config: &Config) {
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter);
     match (&config.front_door, config.log_json) {
-        (FrontDoor::Lambda, true) => registry.with(layer.json().without_time()).init(),
+        // One JSON object per line with the event's fields at the top level (`timestamp`,
+        // `level`, `message`, then the fields), as CloudWatch and Lambda's JSON format expect.
+        (_, true) => registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            )
+            .init(),
+        // Lambda stamps each plain-text line itself.
         (FrontDoor::Lambda, false) => registry.with(layer.without_time().with_ansi(false)).init(),
-        (FrontDoor::Local { .. }, _) => registry
+        (FrontDoor::Local { .. }, false) => registry
             .with(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
             .init(),
     }

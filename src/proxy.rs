@@ -1,6 +1,8 @@
 //! The forwarding handler, in four phases: authenticate → build the upstream request → send →
 //! relay. The response body is the upstream's byte stream handed straight to the client: no
-//! buffering, no SSE parsing, no re-framing. Nothing here logs a header map or a key.
+//! buffering, no re-framing (the one exception, a usage flag the proxy itself added, is undone
+//! event by event in `usage.rs`). Every request ends in exactly one `RequestRecord` log line.
+//! Nothing here logs a header map or a key.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -20,34 +22,55 @@ use crate::cache::Authorized;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::keys::RealKey;
+use crate::metering::{Outcome, RequestRecord};
 use crate::stream;
 use crate::upstream;
+use crate::usage::UsageWatch;
 
-pub async fn forward(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ProxyError> {
-    let authorized = authenticate(&state, request.headers()).await?;
-    forward_authorized(&state, request, authorized).await
+pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
+    let mut record = state.record_for(&request);
+    let authorized = match authenticate(&state, request.headers()).await {
+        Ok(authorized) => authorized,
+        Err(err) => return answered(err, record),
+    };
+    record.tenant = authorized.entry.caller(&authorized.digest).to_string();
+    match forward_authorized(&state, request, authorized, &mut record).await {
+        Ok(upstream) => relay(upstream, record),
+        Err(err) => answered(err, record),
+    }
 }
 
 /// `GET /v1/models`: a key limited to some models sees exactly those; any other key sees the
 /// upstream's list.
-pub async fn list_models(
-    State(state): State<AppState>,
-    request: Request,
-) -> Result<Response, ProxyError> {
-    let authorized = authenticate(&state, request.headers()).await?;
-    match &authorized.entry.models {
-        Some(models) => {
-            let data: Vec<_> = models
-                .iter()
-                .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"}))
-                .collect();
-            Ok(Json(json!({"object": "list", "data": data})).into_response())
-        }
-        None => forward_authorized(&state, request, authorized).await,
+pub async fn list_models(State(state): State<AppState>, request: Request) -> Response {
+    let mut record = state.record_for(&request);
+    let authorized = match authenticate(&state, request.headers()).await {
+        Ok(authorized) => authorized,
+        Err(err) => return answered(err, record),
+    };
+    record.tenant = authorized.entry.caller(&authorized.digest).to_string();
+    if let Some(models) = &authorized.entry.models {
+        let data: Vec<_> = models
+            .iter()
+            .map(
+                |id| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"}),
+            )
+            .collect();
+        record.status = StatusCode::OK.as_u16();
+        record.finish(Outcome::Complete);
+        return Json(json!({"object": "list", "data": data})).into_response();
     }
+    match forward_authorized(&state, request, authorized, &mut record).await {
+        Ok(upstream) => relay(upstream, record),
+        Err(err) => answered(err, record),
+    }
+}
+
+/// The proxy's own answer to a request it will not or cannot forward, metered like any other.
+pub fn answered(err: ProxyError, mut record: RequestRecord) -> Response {
+    record.status = err.classify().0.as_u16();
+    record.finish(Outcome::Complete);
+    err.into_response()
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorized, ProxyError> {
@@ -56,35 +79,56 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorize
     state.keys.authorize(token).await
 }
 
+/// The upstream's answer (head received), and how to relay its body.
+struct Upstream {
+    response: reqwest::Response,
+    cutoff: Option<Instant>,
+    /// The proxy added `stream_options.include_usage`; the stream is to be restored.
+    undo_include_usage: bool,
+}
+
 async fn forward_authorized(
     state: &AppState,
     request: Request,
     authorized: Authorized,
-) -> Result<Response, ProxyError> {
-    let started = Instant::now();
+    record: &mut RequestRecord,
+) -> Result<Upstream, ProxyError> {
     let (parts, body) = request.into_parts();
-    let caller = authorized.entry.caller(&authorized.digest);
     let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
 
+    let mut undo_include_usage = false;
     let body = if parts.method == Method::POST {
         if !headers::declares_json_or_nothing(&parts.headers) {
             return Err(ProxyError::UnsupportedContentType);
         }
         let body = read_body(body, &parts.headers, state.max_request_body_bytes).await?;
+        record.bytes_in = body.len() as u64;
         let summary = RequestSummary::of(&body)?;
         let model = summary.model.as_ref().and_then(serde_json::Value::as_str);
+        record.model = model.map(|model| model.chars().take(100).collect());
+        record.stream = summary.stream == Some(true);
         let allowed = match model {
             Some(model) => authorized.entry.allows_model(model),
             // Without a model the request cannot be checked, so only an unrestricted key passes.
             None => authorized.entry.models.is_none(),
         };
         if !allowed {
-            tracing::info!(%caller, path = parts.uri.path(), "model refused by key policy");
             return Err(ProxyError::ModelNotAllowed {
                 model: model.unwrap_or_default().chars().take(100).collect(),
             });
         }
-        body
+        // Usage for a chat stream comes only if asked for; asking changes the stream, which
+        // the relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
+        if state.metering.include_stream_usage
+            && record.stream
+            && !summary.stream_options.0
+            && parts.uri.path() == "/v1/chat/completions"
+        {
+            undo_include_usage = true;
+            with_include_usage(&body)
+        } else {
+            body
+        }
     } else {
         Bytes::new()
     };
@@ -101,33 +145,41 @@ async fn forward_authorized(
             .body(body.clone())
             .send()
     };
+    let caller = &record.tenant;
     let fail = |err: reqwest::Error| {
         tracing::warn!(%caller, method = %parts.method, path = parts.uri.path(), error = %ErrorChain(&err), "upstream request failed");
         upstream::classify(&err)
     };
 
-    let mut upstream_response = before(cutoff, send(&authorized.entry.real_key))
+    let mut response = before(cutoff, send(&authorized.entry.real_key))
         .await?
         .map_err(fail)?;
-    if upstream_response.status() == StatusCode::UNAUTHORIZED {
+    if response.status() == StatusCode::UNAUTHORIZED {
         // The real key may have been rotated in the secret since this map was read.
         if let Some(renewed) = state.keys.refresh_after_upstream_401(&authorized).await {
             tracing::info!(%caller, "upstream refused the real key; retrying once with the rotated key");
-            upstream_response = before(cutoff, send(&renewed.entry.real_key))
+            response = before(cutoff, send(&renewed.entry.real_key))
                 .await?
                 .map_err(fail)?;
         }
     }
+    Ok(Upstream {
+        response,
+        cutoff,
+        undo_include_usage,
+    })
+}
 
-    tracing::info!(
-        %caller,
-        method = %parts.method,
-        path = parts.uri.path(),
-        status = upstream_response.status().as_u16(),
-        head_ms = started.elapsed().as_secs_f64() * 1e3,
-        "relaying upstream response"
-    );
-    Ok(relay(upstream_response, cutoff, &caller))
+/// The request body with `"stream_options":{"include_usage":true}` as its first member. The
+/// body is a JSON object (checked) with at least `stream` in it, so a comma always follows.
+fn with_include_usage(body: &[u8]) -> Bytes {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let open = body.iter().position(|&b| b == b'{').map_or(0, |at| at + 1);
+    let mut changed = Vec::with_capacity(body.len() + MEMBER.len());
+    changed.extend_from_slice(&body[..open]);
+    changed.extend_from_slice(MEMBER);
+    changed.extend_from_slice(&body[open..]);
+    Bytes::from(changed)
 }
 
 /// Under Lambda, the moment to give up on the upstream: `margin` before the invocation's
@@ -178,6 +230,20 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 struct RequestSummary {
     #[serde(default)]
     model: Option<serde_json::Value>,
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Whether the member is there at all, whatever its value (`null` included).
+    #[serde(default)]
+    stream_options: Present,
+}
+
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Self(true))
+    }
 }
 
 impl RequestSummary {
@@ -195,26 +261,32 @@ impl RequestSummary {
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
-/// exactly as they arrive (an SSE stream that breaks or outlives the invocation ends with an
-/// error event).
-fn relay(
-    upstream_response: reqwest::Response,
-    cutoff: Option<Instant>,
-    caller: &impl std::fmt::Display,
-) -> Response {
-    let status = upstream_response.status();
-    let headers = headers::client_response_headers(upstream_response.headers());
+/// as they arrive (see `stream.rs` for how a body may end early, `usage.rs` for what is read).
+fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
+    let Upstream {
+        response,
+        cutoff,
+        undo_include_usage,
+    } = upstream;
+    let status = response.status();
+    let headers = headers::client_response_headers(response.headers());
+    record.status = status.as_u16();
+    record.upstream_status = Some(status.as_u16());
+    record.upstream_request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|id| id.chars().take(100).collect());
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
-    let chunks = upstream_response.bytes_stream();
-    let body = Body::from_stream(stream::Relayed::new(
-        chunks,
-        is_sse,
-        cutoff,
-        caller.to_string(),
-    ));
-    let mut response = Response::new(body);
+    let watch = if is_sse {
+        UsageWatch::sse(undo_include_usage)
+    } else {
+        UsageWatch::json()
+    };
+    let body = stream::Relayed::new(response.bytes_stream(), is_sse, cutoff, watch, record);
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -8,6 +8,9 @@
 //!
 //! A non-SSE body has no in-band way to say "error", so it ends with an error instead, which cuts
 //! the connection just as the upstream's failure would have without the proxy.
+//!
+//! Every chunk is also shown to a `UsageWatch` (token usage) and counted in the request's
+//! `RequestRecord`, which is written when the body ends or is dropped.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,7 +20,9 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
+use crate::metering::{Outcome, RequestRecord};
 use crate::upstream;
+use crate::usage::UsageWatch;
 
 /// The upstream body as the client receives it. Polled by the server for each chunk; nothing is
 /// allocated or cloned per chunk on the normal path.
@@ -27,27 +32,54 @@ pub struct Relayed<S> {
     sse: Option<Boundary>,
     /// When to stop waiting for the upstream (`None`: no deadline, as in local mode).
     cutoff: Option<Pin<Box<Sleep>>>,
-    /// Who is calling, for the log line when the body ends early.
-    caller: String,
+    watch: UsageWatch,
+    record: RequestRecord,
     ended: bool,
 }
 
 impl<S> Relayed<S> {
-    pub fn new(upstream: S, is_sse: bool, cutoff: Option<Instant>, caller: String) -> Self {
+    pub fn new(
+        upstream: S,
+        is_sse: bool,
+        cutoff: Option<Instant>,
+        watch: UsageWatch,
+        record: RequestRecord,
+    ) -> Self {
         Self {
             upstream,
             sse: is_sse.then(Boundary::default),
             cutoff: cutoff.map(|at| Box::pin(tokio::time::sleep_until(at))),
-            caller,
+            watch,
+            record,
             ended: false,
         }
     }
 
-    /// The last item: an error event for SSE, an error (a cut connection) for anything else.
-    fn end_early(&mut self, fault: ProxyError) -> Result<Bytes, ProxyError> {
+    /// Passes one chunk on: counted, and remembered as the last bytes sent.
+    fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        if let Some(boundary) = &mut self.sse {
+            boundary.observe(&chunk);
+        }
+        self.record.sent(chunk.len());
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// The body is over: the record gets the usage read from it and is written.
+    fn end(&mut self, outcome: Outcome) {
         self.ended = true;
+        self.record.usage = self.watch.usage();
+        self.record.finish(outcome);
+    }
+
+    /// The last item: an error event for SSE, an error (a cut connection) for anything else.
+    fn end_early(&mut self, fault: ProxyError) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        let outcome = match fault {
+            ProxyError::FunctionDeadline => Outcome::Deadline,
+            _ => Outcome::UpstreamFailed,
+        };
+        self.end(outcome);
         let Some(boundary) = self.sse else {
-            return Err(fault);
+            return Poll::Ready(Some(Err(fault)));
         };
         // A half-sent event is closed first, so the error event stands on its own.
         let mut tail = if boundary.at_event_end() {
@@ -56,7 +88,17 @@ impl<S> Relayed<S> {
             b"\n\n".to_vec()
         };
         tail.extend_from_slice(&fault.sse_event());
-        Ok(Bytes::from(tail))
+        self.record.sent(tail.len());
+        Poll::Ready(Some(Ok(Bytes::from(tail))))
+    }
+}
+
+impl<S> Drop for Relayed<S> {
+    /// Dropped before its end: the client left. The record says so, with the usage seen so far.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(Outcome::ClientGone);
+        }
     }
 }
 
@@ -72,31 +114,40 @@ where
             return Poll::Ready(None);
         }
         // The upstream first: a chunk that is ready when the deadline fires still goes out.
-        match this.upstream.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(boundary) = &mut this.sse {
-                    boundary.observe(&chunk);
+        loop {
+            match this.upstream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => match this.watch.pass(chunk) {
+                    Some(chunk) => return this.send(chunk),
+                    // All of it held back or left out (see `usage.rs`): read on.
+                    None => continue,
+                },
+                Poll::Ready(Some(Err(err))) => {
+                    let fault = match upstream::classify(&err) {
+                        ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+                        _ => ProxyError::UpstreamStreamBroken,
+                    };
+                    tracing::warn!(caller = %this.record.tenant, error = %err, "upstream stream broke; ending the response early");
+                    return this.end_early(fault);
                 }
-                return Poll::Ready(Some(Ok(chunk)));
+                Poll::Ready(None) => {
+                    if let Some(rest) = this.watch.rest() {
+                        return this.send(rest);
+                    }
+                    let outcome = if this.watch.saw_error_event() {
+                        Outcome::ErrorEvent
+                    } else {
+                        Outcome::Complete
+                    };
+                    this.end(outcome);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
             }
-            Poll::Ready(Some(Err(err))) => {
-                let fault = match upstream::classify(&err) {
-                    ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
-                    _ => ProxyError::UpstreamStreamBroken,
-                };
-                tracing::warn!(caller = %this.caller, error = %err, "upstream stream broke; ending the response early");
-                return Poll::Ready(Some(this.end_early(fault)));
-            }
-            Poll::Ready(None) => {
-                this.ended = true;
-                return Poll::Ready(None);
-            }
-            Poll::Pending => {}
         }
         if let Some(cutoff) = &mut this.cutoff {
             ready!(cutoff.as_mut().poll(cx));
-            tracing::warn!(caller = %this.caller, "the Lambda invocation is about to time out; ending the response early");
-            return Poll::Ready(Some(this.end_early(ProxyError::FunctionDeadline)));
+            tracing::warn!(caller = %this.record.tenant, "the Lambda invocation is about to time out; ending the response early");
+            return this.end_early(ProxyError::FunctionDeadline);
         }
         Poll::Pending
     }

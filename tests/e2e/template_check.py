@@ -93,11 +93,12 @@ check("JSON logs", fprops["LoggingConfig"]["LogFormat"] == "JSON", fprops["Loggi
 
 # Every setting the proxy reads from the environment is set by the template (local-only ones aside).
 config_source = open("src/config.rs", encoding="utf-8").read()
-read = set(re.findall(r'(?:get|seconds)\("([A-Z_]+)"', config_source))
-local_only = {"KEY_MAP_FILE", "LISTEN_ADDR", "RUST_LOG"}
+read = set(re.findall(r'(?:get|seconds|switch)\("([A-Z_]+)"', config_source))
+# LOG_FORMAT: under Lambda the template's LoggingConfig sets AWS_LAMBDA_LOG_FORMAT instead.
+local_only = {"KEY_MAP_FILE", "LISTEN_ADDR", "RUST_LOG", "LOG_FORMAT"}
 set_by_lambda = {name for name in read if name.startswith("AWS_LAMBDA_")}
 env = fprops["Environment"]["Variables"]
-check("config.rs read as expected", {"KEY_MAP_SECRET_ID", "UPSTREAM_BASE_URL"} <= read, read)
+check("config.rs read as expected", {"KEY_MAP_SECRET_ID", "UPSTREAM_BASE_URL", "METRICS_EMF"} <= read, read)
 check("every setting is in the environment", read - local_only - set_by_lambda == set(env), (read, sorted(env)))
 check(
     "the secret id is the created or the given secret",

@@ -14,6 +14,7 @@ mod faults;
 mod hostile;
 mod lambda_events;
 mod lambda_watch;
+mod metering;
 mod properties;
 mod proxy;
 mod secrets_manager;

@@ -3,6 +3,7 @@
 //! bounded, and every process started here is killed when its guard drops.
 
 pub mod clients;
+pub mod emf;
 pub mod lambda;
 pub mod moto;
 pub mod openai;

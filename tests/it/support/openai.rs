@@ -22,6 +22,11 @@ const PACE: Duration = Duration::from_millis(5);
 /// A model name ending in this is streamed slowly enough for a client to time the arrivals.
 pub const SLOW_SUFFIX: &str = "-slow";
 const SLOW_PACE: Duration = Duration::from_millis(150);
+/// A model name ending in this breaks off its stream with OpenAI's in-band error event.
+pub const ERROR_SUFFIX: &str = "-error";
+pub const IN_BAND_ERROR: &str = r#"data: {"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
+/// The usage every chat completion reports (`stream_options.include_usage` streams included).
+pub const CHAT_USAGE: (u64, u64, u64) = (9, 5, 14);
 /// A model name ending in this answers only after thinking for `THINKING_TIME`.
 pub const THINKING_SUFFIX: &str = "-thinking";
 pub const THINKING_TIME: Duration = Duration::from_millis(800);
@@ -54,7 +59,8 @@ fn answer(request: &Received) -> Response {
             } else {
                 PACE
             };
-            sse(chat_chunks(&model), pace)
+            let include_usage = body["stream_options"]["include_usage"] == json!(true);
+            sse(chat_chunks(&model, include_usage), pace)
         }
         "/v1/chat/completions" => json_response(chat_completion(&model)),
         "/v1/embeddings" => json_response(embeddings(&body, &model)),
@@ -99,27 +105,50 @@ fn sse(events: Vec<String>, pace: Duration) -> Response {
         .unwrap()
 }
 
-fn chat_chunks(model: &str) -> Vec<String> {
-    let chunk = |delta: Value, finish: Value| {
-        let chunk = json!({
+/// As OpenAI streams a chat completion: with `include_usage`, every chunk carries
+/// `"usage":null` and one more chunk, with no choices, carries the usage before `[DONE]`.
+fn chat_chunks(model: &str, include_usage: bool) -> Vec<String> {
+    let chunk = |choices: Value, usage: Option<Value>| {
+        let mut chunk = json!({
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": 1_700_000_000,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": choices,
         });
+        if include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
         format!("data: {chunk}\n\n")
     };
-    let mut events = vec![chunk(
+    let choice = |delta: Value, finish: Value| {
+        chunk(
+            json!([{"index": 0, "delta": delta, "finish_reason": finish}]),
+            None,
+        )
+    };
+    let mut events = vec![choice(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
+    if model.ends_with(ERROR_SUFFIX) {
+        events.push(choice(json!({"content": WORDS[0]}), Value::Null));
+        events.push(format!("{IN_BAND_ERROR}\n\n"));
+        return events;
+    }
     events.extend(
         WORDS
             .iter()
-            .map(|word| chunk(json!({"content": word}), Value::Null)),
+            .map(|word| choice(json!({"content": word}), Value::Null)),
     );
-    events.push(chunk(json!({}), json!("stop")));
+    events.push(choice(json!({}), json!("stop")));
+    if include_usage {
+        let (prompt, completion, total) = CHAT_USAGE;
+        events.push(chunk(
+            json!([]),
+            Some(json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total})),
+        ));
+    }
     events.push("data: [DONE]\n\n".to_owned());
     events
 }
@@ -188,9 +217,14 @@ fn response_object(model: &str, status: &str) -> Value {
         "parallel_tool_calls": true,
         "tool_choice": "auto",
         "tools": [],
-        "usage": {"input_tokens": 9, "output_tokens": 5, "total_tokens": 14,
-                  "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens_details": {"reasoning_tokens": 0}},
+        // Only a finished response has usage; OpenAI sends `null` until then.
+        "usage": if status == "completed" {
+            json!({"input_tokens": 9, "output_tokens": 5, "total_tokens": 14,
+                   "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens_details": {"reasoning_tokens": 0}})
+        } else {
+            Value::Null
+        },
     })
 }
 

@@ -19,15 +19,37 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The built `openai-proxy` binary, its stderr collected. It logs at `trace` unless a test says
-/// otherwise, and when it stops, its whole log is checked for every key the tests use: the
-/// log-capture check runs under every end-to-end test that starts the binary.
+/// The built `openai-proxy` binary, its stderr (the log) and stdout (EMF records) collected. It
+/// logs at `trace` unless a test says otherwise, and when it stops, everything it wrote is
+/// checked for every key the tests use: the log-capture check runs under every end-to-end test
+/// that starts the binary.
 pub struct BinaryProxy {
     /// Where it listens, in local mode.
     pub addr: SocketAddr,
     pub child: ChildGuard,
-    stderr: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<Line>,
     log: Vec<String>,
+    stdout: Vec<String>,
+}
+
+enum Line {
+    Err(String),
+    Out(String),
+}
+
+/// Sends each line `from` writes, wrapped by `wrap`, until the pipe closes.
+fn forward_lines(
+    from: impl std::io::Read + Send + 'static,
+    to: mpsc::Sender<Line>,
+    wrap: fn(String) -> Line,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if to.send(wrap(line)).is_err() {
+                break;
+            }
+        }
+    });
 }
 
 impl BinaryProxy {
@@ -45,22 +67,18 @@ impl BinaryProxy {
             .env("RUST_LOG", "trace")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = ChildGuard(command.spawn().unwrap());
-        let stderr = child.0.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        forward_lines(child.0.stderr.take().unwrap(), tx.clone(), Line::Err);
+        forward_lines(child.0.stdout.take().unwrap(), tx, Line::Out);
         let mut seen = Vec::new();
+        let mut stdout = Vec::new();
         loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(marker) => {
+                Ok(Line::Out(line)) => stdout.push(line),
+                Ok(Line::Err(line)) if line.contains(marker) => {
                     seen.push(line.clone());
                     let addr = line
                         .split("listening on http://")
@@ -71,11 +89,12 @@ impl BinaryProxy {
                     return Self {
                         addr,
                         child,
-                        stderr: rx,
+                        lines: rx,
                         log: seen,
+                        stdout,
                     };
                 }
-                Ok(line) => seen.push(line),
+                Ok(Line::Err(line)) => seen.push(line),
                 Err(_) => panic!(
                     "openai-proxy never logged {marker:?}; stderr:\n{}",
                     seen.join("\n")
@@ -89,17 +108,25 @@ impl BinaryProxy {
     }
 
     /// Kills the process and returns everything it wrote to stderr.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_with_stdout().0
+    }
+
+    /// Kills the process and returns its stderr and its stdout.
+    pub fn stop_with_stdout(mut self) -> (String, String) {
         self.drain();
-        self.log.join("\n")
+        (self.log.join("\n"), self.stdout.join("\n"))
     }
 
     fn drain(&mut self) {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
-        // The pipe is closed now, so the reader thread ends and the channel disconnects.
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
-            self.log.push(line);
+        // The pipes are closed now, so the reader threads end and the channel disconnects.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            match line {
+                Line::Err(line) => self.log.push(line),
+                Line::Out(line) => self.stdout.push(line),
+            }
         }
     }
 }
@@ -111,7 +138,7 @@ impl Drop for BinaryProxy {
             return;
         }
         for key in super::ALL_TEST_KEYS {
-            for line in &self.log {
+            for line in self.log.iter().chain(&self.stdout) {
                 assert!(
                     !line.contains(key),
                     "a key appears in the proxy's log: {line}"

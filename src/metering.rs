@@ -1,0 +1,245 @@
+//! Who used what: one structured log line per request (target `openai_proxy::request`), and,
+//! when switched on, one CloudWatch Embedded Metric Format record per request on stdout, from
+//! which CloudWatch makes per-tenant, per-model metrics without a database.
+//!
+//! A `RequestRecord` is filled in as the request goes and written exactly once: when the response
+//! body ends, when the proxy answers with its own error, or, if the client leaves mid-stream,
+//! when the body is dropped. It holds no key: the tenant is the key map's name for the caller,
+//! else the short non-reversible key id (`key:` and 8 hex digits of the wrapper key's SHA-256).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::usage::Usage;
+
+/// How requests are metered, from the configuration.
+#[derive(Clone, Debug)]
+pub struct Metering {
+    /// The CloudWatch namespace of the EMF records; `None`: no EMF records.
+    pub emf_namespace: Option<Arc<str>>,
+    /// Ask the upstream for usage on chat streams that did not (and undo what that changes).
+    pub include_stream_usage: bool,
+}
+
+/// How a response ended, as the log line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The whole upstream body reached the client (or the proxy answered itself).
+    Complete,
+    /// The upstream failed mid-body; the client got an error event or a cut.
+    UpstreamFailed,
+    /// The upstream's stream carried its own in-band error event (passed on unchanged).
+    ErrorEvent,
+    /// The Lambda invocation's deadline came first.
+    Deadline,
+    /// The client left before the end.
+    ClientGone,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::ErrorEvent => "error_event",
+            Self::Deadline => "deadline",
+            Self::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Dimension value for requests without a model the upstream accepted: client-chosen model
+/// names are only used once the upstream answered 2xx, so nobody can mint metrics at will.
+const NO_MODEL: &str = "(none)";
+
+pub struct RequestRecord {
+    request_id: String,
+    pub tenant: String,
+    method: String,
+    pub route: String,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub upstream_request_id: Option<String>,
+    started: Instant,
+    first_byte: Option<Duration>,
+    pub bytes_in: u64,
+    bytes_out: u64,
+    pub usage: Option<Usage>,
+    outcome: Outcome,
+    emf_namespace: Option<Arc<str>>,
+    written: bool,
+}
+
+impl RequestRecord {
+    pub fn new(
+        metering: &Metering,
+        lambda_request_id: Option<&str>,
+        method: &str,
+        route: &str,
+    ) -> Self {
+        Self {
+            request_id: lambda_request_id.map_or_else(local_request_id, str::to_owned),
+            tenant: "unknown".to_owned(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            model: None,
+            stream: false,
+            status: 0,
+            upstream_status: None,
+            upstream_request_id: None,
+            started: Instant::now(),
+            first_byte: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            usage: None,
+            outcome: Outcome::ClientGone,
+            emf_namespace: metering.emf_namespace.clone(),
+            written: false,
+        }
+    }
+
+    /// Counts bytes sent to the client; the first of them fixes the time to first byte.
+    pub fn sent(&mut self, bytes: usize) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(self.started.elapsed());
+        }
+        self.bytes_out += bytes as u64;
+    }
+
+    /// The response is over: writes the log line and the EMF record.
+    pub fn finish(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+        self.write();
+    }
+
+    fn write(&mut self) {
+        if std::mem::replace(&mut self.written, true) {
+            return;
+        }
+        let duration = self.started.elapsed();
+        let usage = self.usage;
+        tracing::info!(
+            target: "openai_proxy::request",
+            requestId = %self.request_id,
+            tenant = %self.tenant,
+            method = %self.method,
+            route = %self.route,
+            model = self.model.as_deref(),
+            stream = self.stream,
+            status = self.status,
+            upstream_status = self.upstream_status,
+            upstream_request_id = self.upstream_request_id.as_deref(),
+            outcome = self.outcome.as_str(),
+            ttfb_ms = self.first_byte.map(millis),
+            duration_ms = millis(duration),
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            prompt_tokens = usage.map(|u| u.prompt_tokens),
+            completion_tokens = usage.map(|u| u.completion_tokens),
+            total_tokens = usage.map(|u| u.total_tokens),
+            "request"
+        );
+        if let Some(namespace) = &self.emf_namespace {
+            let line = self.emf(namespace, duration).to_string();
+            // One write of one whole line, under stdout's lock: records never interleave.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(line.as_bytes())
+                .and_then(|()| stdout.write_all(b"\n"));
+        }
+    }
+
+    /// The EMF record: `_aws` says which root members are metrics, in which namespace, along
+    /// which dimensions; the members themselves follow (plus the request id, for Logs Insights).
+    pub fn emf(&self, namespace: &str, duration: Duration) -> Value {
+        let model = match (&self.model, self.upstream_status) {
+            (Some(model), Some(200..=299)) => model.chars().take(128).collect(),
+            _ => NO_MODEL.to_owned(),
+        };
+        let failed = matches!(
+            self.outcome,
+            Outcome::UpstreamFailed | Outcome::ErrorEvent | Outcome::Deadline
+        );
+        let client_error = (400..500).contains(&self.status);
+        let server_error = self.status >= 500 || failed;
+        let mut metrics: Vec<(&str, &str, Value)> = vec![
+            ("Requests", "Count", json!(1)),
+            (
+                "Errors",
+                "Count",
+                json!(u8::from(client_error || server_error)),
+            ),
+            ("Errors4xx", "Count", json!(u8::from(client_error))),
+            ("Errors5xx", "Count", json!(u8::from(server_error))),
+            ("Duration", "Milliseconds", json!(millis(duration))),
+        ];
+        if let Some(first_byte) = self.first_byte {
+            metrics.push(("TimeToFirstByte", "Milliseconds", json!(millis(first_byte))));
+        }
+        if let Some(usage) = self.usage {
+            metrics.push(("PromptTokens", "Count", json!(usage.prompt_tokens)));
+            metrics.push(("CompletionTokens", "Count", json!(usage.completion_tokens)));
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let mut root = Map::new();
+        root.insert(
+            "_aws".to_owned(),
+            json!({
+                "Timestamp": timestamp,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [["tenant", "model"], ["tenant"]],
+                    "Metrics": metrics
+                        .iter()
+                        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+                        .collect::<Vec<_>>(),
+                }],
+            }),
+        );
+        root.insert("tenant".to_owned(), json!(self.tenant));
+        root.insert("model".to_owned(), json!(model));
+        for (name, _, value) in metrics {
+            root.insert(name.to_owned(), value);
+        }
+        root.insert("requestId".to_owned(), json!(self.request_id));
+        root.insert("route".to_owned(), json!(self.route));
+        root.insert("status".to_owned(), json!(self.status));
+        Value::Object(root)
+    }
+}
+
+impl Drop for RequestRecord {
+    /// A body dropped before its end means the client left (or the server shut down).
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Outside Lambda: a per-process prefix and a counter, unique enough to match log lines up.
+fn local_request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        nanos ^ std::process::id().rotate_left(16)
+    });
+    format!(
+        "local-{prefix:08x}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
