@@ -287,13 +287,17 @@ async fn a_stream_slower_than_the_idle_timeout_per_chunk_is_never_cut_while_chun
 }
 
 #[tokio::test]
-async fn health_says_ok_and_that_keys_are_loaded() {
+async fn health_says_ok_with_version_key_map_age_and_source_and_upstream_host() {
     let upstream = FakeUpstream::start(openai::respond).await;
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
     let response = http().get(proxy.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = json_of(response).await;
     assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["key_map_loaded"], true);
+    assert_eq!(body["key_map"]["source"], "fixed");
+    assert!(body["key_map"]["age_seconds"].as_u64().unwrap() < 60, "{body}");
+    assert_eq!(body["upstream"], upstream.addr.to_string());
     assert!(upstream.received().is_empty());
 }
