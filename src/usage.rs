@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use axum::body::Bytes;
+use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
 /// Token counts in chat-completions terms (the Responses API's input/output map onto them).
@@ -200,26 +201,21 @@ fn for_each_event(event: &mut Vec<u8>, chunk: &[u8], mut complete: impl FnMut(&[
 fn event_end(held: &[u8], next: &[u8]) -> Option<usize> {
     // The blank line may straddle the two, so the last three held bytes are looked at too.
     let carried = &held[held.len().saturating_sub(3)..];
-    let joined: Vec<u8>;
-    let (haystack, offset) = if carried.is_empty() {
-        (next, 0)
-    } else {
-        joined = [carried, next].concat();
-        (joined.as_slice(), carried.len())
-    };
-    let mut at = 0;
-    while at + 1 < haystack.len() {
-        let end = match &haystack[at..] {
-            [b'\n', b'\n', ..] => Some(at + 2),
-            [b'\r', b'\n', b'\r', b'\n', ..] => Some(at + 4),
-            _ => None,
-        };
-        if let Some(end) = end.filter(|&end| end > offset) {
-            return Some(end - offset);
-        }
-        at += 1;
+    if carried.is_empty() {
+        return blank_line_end(next);
     }
-    None
+    let joined = [carried, next].concat();
+    blank_line_end(&joined).map(|end| end - carried.len())
+}
+
+/// Just past the first `\n\n` or `\r\n\r\n` in `bytes`.
+fn blank_line_end(bytes: &[u8]) -> Option<usize> {
+    let lf = memmem::find(bytes, b"\n\n").map(|at| at + 2);
+    let crlf = memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4);
+    match (lf, crlf) {
+        (Some(lf), Some(crlf)) => Some(lf.min(crlf)),
+        (lf, crlf) => lf.or(crlf),
+    }
 }
 
 /// The usage object in one SSE event, if it carries one (at any depth: the Responses API nests
@@ -232,7 +228,8 @@ fn usage_in(event: &[u8]) -> Option<Usage> {
 /// An in-band error: chat's `data: {"error": {…}}`, or the Responses API's `error` and
 /// `response.failed` events.
 fn is_error_event(event: &[u8]) -> bool {
-    if find(event, b"error").is_none() && find(event, b"failed").is_none() {
+    // `response.failed` carries its `error` object inside `response`, so one search does.
+    if find(event, b"error").is_none() {
         return false;
     }
     let Some(json) = data_json(event) else {
@@ -420,11 +417,11 @@ fn last_usage(text: &[u8]) -> Option<Usage> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memmem::find(haystack, needle)
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    memmem::rfind(haystack, needle)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use cells::{Target, client};
 use latency::{floor_cells, latency_cells, rate_cells, stream_cells};
 use process::Proxy;
 use report::Report;
-use resources::{lookup_cells, memory_cells, startup_cells};
+use resources::{lookup_cells, memory_cells, metering_cells, startup_cells};
 use stats::round;
 
 pub(crate) const WRAPPER_KEY: &str = "bench-key-0";
@@ -201,6 +201,9 @@ async fn main() -> Result<(), String> {
     }
     if plan.runs("B6") {
         lookup_cells(&plan, &http, &through, &mut report).await;
+    }
+    if plan.runs("B10") {
+        metering_cells(&plan, &mut report);
     }
     if plan.runs("B7") {
         startup_cells(&plan, &settings, &upstream, &mut report).await?;

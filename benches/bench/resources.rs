@@ -1,4 +1,5 @@
-//! Resource cells: B6 key lookup, B7 start-up, B8 memory. B9 (binary size) is read in main.
+//! Resource cells: B6 key lookup, B7 start-up, B8 memory, B10 metering cost. B9 (binary size)
+//! is read in main.
 
 use std::time::{Duration, Instant};
 
@@ -193,4 +194,74 @@ pub async fn memory_cells(
         Some(growth <= 0.5),
     );
     report.figure("b8", json!({"idle_kib": idle_kib, "peak_after_b2_kib": peaks[0], "peak_after_b4_kib": peaks[1], "after_soak_kib": after}));
+}
+
+/// B10: what metering costs the proxy's CPU, measured in-process on the library's own code: the
+/// usage watch per streamed chunk (observing, and undoing an `include_usage` the proxy added) and
+/// building the per-request EMF record.
+pub fn metering_cells(plan: &Plan, report: &mut Report) {
+    use axum::body::Bytes;
+    use openai_proxy::metering::{Metering, RequestRecord};
+    use openai_proxy::usage::UsageWatch;
+
+    // A chat chunk as OpenAI sends it with `include_usage`, and as it is without.
+    const WITH_NULL: &[u8] = br#"data: {"id":"chatcmpl-AbCdEfGhIjKlMnOpQrStUvWxYz012","object":"chat.completion.chunk","created":1732000000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0ba0d124f1","choices":[{"index":0,"delta":{"content":" world"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+"#;
+    let plain: Vec<u8> = String::from_utf8_lossy(WITH_NULL)
+        .replace(r#","usage":null"#, "")
+        .into_bytes();
+    let chunks = if plan.smoke { 10_000 } else { 1_000_000 };
+    let per_chunk_ns = |undo: bool, chunk: &[u8]| {
+        let chunk = Bytes::copy_from_slice(chunk);
+        let mut watch = UsageWatch::sse(undo);
+        let started = Instant::now();
+        let mut out = 0;
+        for _ in 0..chunks {
+            out += watch
+                .pass(std::hint::black_box(chunk.clone()))
+                .map_or(0, |b| b.len());
+        }
+        std::hint::black_box(out);
+        started.elapsed().as_nanos() as f64 / chunks as f64
+    };
+    let observe = per_chunk_ns(false, &plain);
+    let undo = per_chunk_ns(true, WITH_NULL);
+    report.row(
+        "B10",
+        "metering per streamed chunk: observe / undo include_usage",
+        format!("{} ns / {} ns", round(observe), round(undo)),
+        "a few µs at most",
+        Some(undo < 3_000.0 && observe < 3_000.0),
+    );
+    let metering = Metering {
+        emf_namespace: None,
+        include_stream_usage: true,
+    };
+    let records = if plan.smoke { 1_000 } else { 100_000 };
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..records {
+        let mut record = RequestRecord::new(&metering, None, "POST", "/v1/chat/completions");
+        record.tenant = "team-a".to_owned();
+        record.model = Some("gpt-4o-mini".to_owned());
+        record.sent(1_000);
+        bytes += record
+            .emf("openai-proxy", Duration::from_millis(3))
+            .to_string()
+            .len();
+    }
+    std::hint::black_box(bytes);
+    let per_record_us = started.elapsed().as_secs_f64() * 1e6 / records as f64;
+    report.row(
+        "B10",
+        "metering per request: record + EMF JSON (not the write)",
+        format!("{} µs", round(per_record_us)),
+        "",
+        None,
+    );
+    report.figure(
+        "b10",
+        json!({"observe_ns_per_chunk": observe, "undo_ns_per_chunk": undo, "record_us": per_record_us}),
+    );
 }

@@ -297,7 +297,10 @@ async fn health_says_ok_with_version_key_map_age_and_source_and_upstream_host() 
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["key_map_loaded"], true);
     assert_eq!(body["key_map"]["source"], "fixed");
-    assert!(body["key_map"]["age_seconds"].as_u64().unwrap() < 60, "{body}");
+    assert!(
+        body["key_map"]["age_seconds"].as_u64().unwrap() < 60,
+        "{body}"
+    );
     assert_eq!(body["upstream"], upstream.addr.to_string());
     assert!(upstream.received().is_empty());
 }
