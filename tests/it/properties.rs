@@ -1,5 +1,7 @@
 //! Property tests (proptest, bounded case counts): the Authorization parser, the key-map parser
-//! and request-path handling never panic, never answer 5xx, and never echo a key.
+//! and request-path handling never panic, never answer 5xx, and never echo a key; the usage watch
+//! never panics and never changes a stream it was not asked to restore, and restores any chat
+//! stream with `include_usage` to the stream without it, however it is cut into chunks.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, header};
@@ -7,8 +9,9 @@ use lambda_http::tower::ServiceExt;
 use openai_proxy::app::router;
 use openai_proxy::headers::bearer_token;
 use openai_proxy::keymap::KeyMap;
+use openai_proxy::usage::UsageWatch;
 use proptest::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::state;
 use crate::support::upstream::closed_port;
@@ -70,6 +73,88 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// Feeds `bytes` to `watch` cut at `cuts` (sorted, deduplicated, in range); returns the output.
+fn watched(watch: &mut UsageWatch, bytes: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.dedup();
+    points.push(bytes.len());
+    let mut out = Vec::new();
+    let mut from = 0;
+    for to in points {
+        if let Some(chunk) = watch.pass(axum::body::Bytes::copy_from_slice(&bytes[from..to])) {
+            out.extend_from_slice(&chunk);
+        }
+        from = to;
+    }
+    if let Some(rest) = watch.rest() {
+        out.extend_from_slice(&rest);
+    }
+    out
+}
+
+/// A chat stream of `contents` as OpenAI writes it, with or without `include_usage`.
+fn chat_stream(contents: &[String], include_usage: bool) -> String {
+    let mut out = String::new();
+    for content in contents {
+        let mut chunk = json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}}]});
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    if include_usage {
+        let last = json!({"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+        out.push_str(&format!("data: {last}\n\n"));
+    }
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Arbitrary bytes in arbitrary chunks: no panic, and a watch that only observes passes every
+    /// byte on unchanged.
+    #[test]
+    fn the_usage_watch_is_total(
+        bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n'), Just(b'{'), Just(b'"')], 0..300),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        for undo in [false, true] {
+            let mut watch = UsageWatch::sse(undo);
+            let out = watched(&mut watch, &bytes, &cuts);
+            if !undo {
+                prop_assert_eq!(&out, &bytes);
+            }
+            let _ = watch.usage();
+        }
+        let mut json = UsageWatch::json();
+        prop_assert_eq!(watched(&mut json, &bytes, &cuts), bytes);
+        let _ = json.usage();
+    }
+
+    /// Any chat content (quotes, braces, `"usage":null` in the text itself), any chunking: the
+    /// restored stream is byte for byte the stream without the flag, and the usage is read.
+    #[test]
+    fn include_usage_is_undone_whatever_the_content_and_chunking(
+        contents in proptest::collection::vec(prop_oneof![
+            ".{0,12}",
+            Just("\"usage\":null".to_owned()),
+            Just("},\"usage\":null}".to_owned()),
+            Just("data: [DONE]\n\n".to_owned()),
+        ], 0..6),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let with_flag = chat_stream(&contents, true);
+        let without = chat_stream(&contents, false);
+        let mut watch = UsageWatch::sse(true);
+        let out = watched(&mut watch, with_flag.as_bytes(), &cuts);
+        prop_assert_eq!(String::from_utf8_lossy(&out), without);
+        prop_assert_eq!(watch.usage().map(|u| u.total_tokens), Some(5));
     }
 }
 
