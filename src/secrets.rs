@@ -73,6 +73,7 @@ impl SecretsManagerSource {
             .operation_timeout(SECRETS_MANAGER_OPERATION_TIMEOUT)
             .build();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client())
             .timeout_config(timeouts)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
             .load()
@@ -83,6 +84,15 @@ impl SecretsManagerSource {
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: String) -> Self {
         Self { client, secret_id }
     }
+}
+
+/// The AWS SDK's HTTPS client on rustls with ring, the one crypto library in the binary.
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 impl KeySource for SecretsManagerSource {

@@ -17,6 +17,7 @@ pub fn client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
 
 /// The client's settings, for callers that add to them (tests give it a scripted resolver).
 pub fn builder(config: &Config) -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .read_timeout(config.idle_timeout)
@@ -28,6 +29,12 @@ pub fn builder(config: &Config) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
         // No ambient HTTP(S)_PROXY: the real key goes to the configured upstream and nowhere else.
         .no_proxy()
+}
+
+/// Makes ring rustls's process-wide crypto provider, which reqwest's TLS then uses. Idempotent:
+/// a provider already installed stays.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Whose fault a failed upstream exchange was, as the client will see it.

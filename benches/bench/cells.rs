@@ -18,6 +18,8 @@ pub struct Target {
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest's TLS comes without a crypto provider in this project; the proxy's is installed.
+    openai_proxy::upstream::install_crypto_provider();
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))

@@ -129,7 +129,7 @@ impl Moto {
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let http = reqwest::Client::new();
+        let http = crate::cells::client();
         while http
             .get(format!("{}/moto-api/", moto.endpoint))
             .send()

@@ -161,7 +161,9 @@ async fn the_python_sdk_meets_key_policy_from_secrets_manager() {
         ("UPSTREAM_BASE_URL", &upstream.base_url()),
         ("RUST_LOG", "trace"),
     ]);
-    let health = reqwest::get(format!("http://{}/health", proxy.addr))
+    let health = crate::support::http_client()
+        .get(format!("http://{}/health", proxy.addr))
+        .send()
         .await
         .unwrap();
     let health: serde_json::Value = serde_json::from_slice(&health.bytes().await.unwrap()).unwrap();

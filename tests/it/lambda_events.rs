@@ -118,7 +118,7 @@ async fn a_streaming_chat_event_streams_the_upstream_bytes_chunk_by_chunk() {
 
     // The same request sent straight to the fake upstream is the reference.
     let event: Value = serde_json::from_str(&event_text("chat-stream.json")).unwrap();
-    let direct = reqwest::Client::new()
+    let direct = crate::support::http_client()
         .post(format!("{}/chat/completions", upstream.base_url()))
         .body(event["body"].as_str().unwrap().to_owned())
         .send()

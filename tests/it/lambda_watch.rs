@@ -99,7 +99,7 @@ async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
 /// returns how long it took.
 async fn thinking_stream(base_url: &str) -> Duration {
     let started = Instant::now();
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
         .post(format!("{base_url}/chat/completions"))
         .bearer_auth(WRAPPER_KEY)
         .header("content-type", "application/json")
@@ -161,7 +161,7 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
         ("UPSTREAM_BASE_URL", &upstream_url),
     ]);
 
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let response = client
         .post(format!("{}/chat/completions", emulator.base_url()))
         .bearer_auth(WRAPPER_KEY)

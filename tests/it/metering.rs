@@ -16,7 +16,7 @@ const STREAM_BODY: &str =
 
 /// The same body straight to the fake upstream, with the real key: what OpenAI would send.
 async fn direct(upstream: &FakeUpstream, path: &str, body: &str) -> Vec<u8> {
-    reqwest::Client::new()
+    crate::support::http_client()
         .post(format!("{}{path}", upstream.base_url()))
         .bearer_auth(REAL_KEY)
         .header("content-type", "application/json")
@@ -194,7 +194,7 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
             usage: None,
         },
     ];
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let mut sizes = Vec::new();
     for case in &cases {
         let response = client

@@ -19,7 +19,10 @@ pub const CHAT_BODY: &str =
 pub const BOUND: Duration = Duration::from_secs(10);
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(BOUND).build().unwrap()
+    crate::support::http_client_builder()
+        .timeout(BOUND)
+        .build()
+        .unwrap()
 }
 
 pub async fn json_of(response: reqwest::Response) -> Value {

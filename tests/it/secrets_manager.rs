@@ -40,7 +40,7 @@ async fn chat(
     wrapper_key: &str,
 ) -> (StatusCode, Option<String>) {
     let before = upstream.received().len();
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
         .post(proxy.url("/v1/chat/completions"))
         .bearer_auth(wrapper_key)
         .body(r#"{"model":"gpt-4o-mini","messages":[]}"#)
@@ -62,7 +62,11 @@ fn ok_with(real_key: &str) -> (StatusCode, Option<String>) {
 }
 
 async fn health(proxy: &InProcessProxy) -> (StatusCode, Value) {
-    let response = reqwest::get(proxy.url("/health")).await.unwrap();
+    let response = crate::support::http_client()
+        .get(proxy.url("/health"))
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     (
         status,
@@ -242,7 +246,7 @@ async fn a_missing_secret_or_denied_access_gives_503_and_health_says_why() {
         (&denied, "AccessDeniedException", SECRET),
     ];
     for (proxy, cause, secret) in cases {
-        let response = reqwest::Client::new()
+        let response = crate::support::http_client()
             .post(proxy.url("/v1/chat/completions"))
             .bearer_auth("alice")
             .body("{}")

@@ -113,6 +113,17 @@ pub async fn state(upstream_base_url: &str, extra: &[(&str, &str)]) -> AppState 
     .await
 }
 
+/// An HTTP client for the tests' own requests. reqwest's TLS has no built-in crypto provider in
+/// this project (see Cargo.toml), so the proxy's one is installed first, as the binary does.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    openai_proxy::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+}
+
 /// The router served in-process on a free port, over real sockets.
 pub struct InProcessProxy {
     pub addr: SocketAddr,
@@ -140,7 +151,7 @@ impl InProcessProxy {
 
     /// POSTs `body` to `path` with the test wrapper key, bounded in time.
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        reqwest::Client::new()
+        http_client()
             .post(self.url(path))
             .bearer_auth(WRAPPER_KEY)
             .body(body)

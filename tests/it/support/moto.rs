@@ -52,7 +52,7 @@ impl Moto {
             process: Some(ChildGuard(child)),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let http = reqwest::Client::new();
+        let http = super::http_client();
         loop {
             let probe = http
                 .get(format!("{}/moto-api/", moto.endpoint))
@@ -112,6 +112,7 @@ pub fn client_for(endpoint: &str) -> Client {
             "moto",
         ))
         .endpoint_url(endpoint)
+        .http_client(openai_proxy::secrets::https_client())
         .build();
     Client::from_conf(config)
 }
@@ -138,7 +139,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (target, counted, injected) = (target.to_owned(), calls.clone(), fault.clone());
-        let http = reqwest::Client::new();
+        let http = super::http_client();
         let app = axum::Router::new().fallback(move |request: Request| {
             let (target, counted, injected, http) = (
                 target.clone(),
