@@ -28,27 +28,22 @@ use crate::upstream;
 use crate::usage::UsageWatch;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
-    let mut record = state.record_for(&request);
-    let authorized = match authenticate(&state, request.headers()).await {
-        Ok(authorized) => authorized,
-        Err(err) => return answered(err, record),
-    };
-    record.tenant = authorized.entry.caller(&authorized.digest).to_string();
-    match forward_authorized(&state, request, authorized, &mut record).await {
-        Ok(upstream) => relay(upstream, record),
-        Err(err) => answered(err, record),
-    }
+    let (authorized, record) =
+        match admit(&state, request.headers(), state.record_for(&request)).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+    send_and_relay(&state, request, authorized, record).await
 }
 
 /// `GET /v1/models`: a key limited to some models sees exactly those; any other key sees the
 /// upstream's list.
 pub async fn list_models(State(state): State<AppState>, request: Request) -> Response {
-    let mut record = state.record_for(&request);
-    let authorized = match authenticate(&state, request.headers()).await {
-        Ok(authorized) => authorized,
-        Err(err) => return answered(err, record),
-    };
-    record.tenant = authorized.entry.caller(&authorized.digest).to_string();
+    let (authorized, mut record) =
+        match admit(&state, request.headers(), state.record_for(&request)).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
     if let Some(models) = &authorized.entry.models {
         let data: Vec<_> = models
             .iter()
@@ -60,7 +55,32 @@ pub async fn list_models(State(state): State<AppState>, request: Request) -> Res
         record.finish(Outcome::Complete);
         return Json(json!({"object": "list", "data": data})).into_response();
     }
-    match forward_authorized(&state, request, authorized, &mut record).await {
+    send_and_relay(&state, request, authorized, record).await
+}
+
+/// The request's record, and its caller once the wrapper key is accepted; a refusal is the
+/// finished answer.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut record: RequestRecord,
+) -> Result<(Authorized, RequestRecord), Response> {
+    match authenticate(state, headers).await {
+        Ok(authorized) => {
+            record.tenant = authorized.entry.caller(&authorized.digest).to_string();
+            Ok((authorized, record))
+        }
+        Err(err) => Err(answered(err, record)),
+    }
+}
+
+async fn send_and_relay(
+    state: &AppState,
+    request: Request,
+    authorized: Authorized,
+    mut record: RequestRecord,
+) -> Response {
+    match forward_authorized(state, request, authorized, &mut record).await {
         Ok(upstream) => relay(upstream, record),
         Err(err) => answered(err, record),
     }
