@@ -24,8 +24,9 @@ use crate::metering::{Outcome, RequestRecord};
 use crate::upstream;
 use crate::usage::UsageWatch;
 
-/// The upstream body as the client receives it. Polled by the server for each chunk; nothing is
-/// allocated or cloned per chunk on the normal path.
+/// The upstream body as the client receives it. Polled by the server for each chunk; a chunk of
+/// whole events is passed on as the same `Bytes`, without a copy (only a stream whose
+/// `include_usage` is being undone gets rewritten events).
 pub struct Relayed<S> {
     upstream: S,
     /// `Some` for an SSE body: where the bytes so far end, so an error event can stand alone.
