@@ -305,7 +305,7 @@ fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
     } else {
         UsageWatch::json()
     };
-    let body = stream::Relayed::new(response.bytes_stream(), is_sse, cutoff, watch, record);
+    let body = stream::Relayed::new(response.bytes_stream(), cutoff, watch, record);
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -29,8 +29,6 @@ use crate::usage::UsageWatch;
 /// `include_usage` is being undone gets rewritten events).
 pub struct Relayed<S> {
     upstream: S,
-    /// `Some` for an SSE body: where the bytes so far end, so an error event can stand alone.
-    sse: Option<Boundary>,
     /// When to stop waiting for the upstream (`None`: no deadline, as in local mode).
     cutoff: Option<Pin<Box<Sleep>>>,
     watch: UsageWatch,
@@ -41,14 +39,12 @@ pub struct Relayed<S> {
 impl<S> Relayed<S> {
     pub fn new(
         upstream: S,
-        is_sse: bool,
         cutoff: Option<Instant>,
         watch: UsageWatch,
         record: RequestRecord,
     ) -> Self {
         Self {
             upstream,
-            sse: is_sse.then(Boundary::default),
             cutoff: cutoff.map(|at| Box::pin(tokio::time::sleep_until(at))),
             watch,
             record,
@@ -56,11 +52,8 @@ impl<S> Relayed<S> {
         }
     }
 
-    /// Passes one chunk on: counted, and remembered as the last bytes sent.
+    /// Passes one chunk on, counted.
     fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, ProxyError>>> {
-        if let Some(boundary) = &mut self.sse {
-            boundary.observe(&chunk);
-        }
         self.record.sent(chunk.len());
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -79,14 +72,14 @@ impl<S> Relayed<S> {
             _ => Outcome::UpstreamFailed,
         };
         self.end(outcome);
-        let Some(boundary) = self.sse else {
+        if !self.watch.is_sse() {
             return Poll::Ready(Some(Err(fault)));
-        };
+        }
         // A half-sent event is closed first, so the error event stands on its own.
-        let mut tail = if boundary.at_event_end() {
-            Vec::new()
-        } else {
+        let mut tail = if self.watch.sent_partial_event() {
             b"\n\n".to_vec()
+        } else {
+            Vec::new()
         };
         tail.extend_from_slice(&fault.sse_event());
         self.record.sent(tail.len());
@@ -151,47 +144,5 @@ where
             return this.end_early(ProxyError::FunctionDeadline);
         }
         Poll::Pending
-    }
-}
-
-/// The last four bytes relayed, enough to tell whether the stream stands between events
-/// (`\n\n` or `\r\n\r\n`, the endings OpenAI-compatible servers use).
-#[derive(Default, Clone, Copy)]
-struct Boundary {
-    last: [u8; 4],
-    seen: usize,
-}
-
-impl Boundary {
-    fn observe(&mut self, chunk: &[u8]) {
-        for &byte in chunk.iter().rev().take(4).rev() {
-            self.last = [self.last[1], self.last[2], self.last[3], byte];
-        }
-        self.seen += chunk.len();
-    }
-
-    fn at_event_end(&self) -> bool {
-        self.seen == 0 || self.last[2..] == *b"\n\n" || self.last == *b"\r\n\r\n"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Boundary;
-
-    #[test]
-    fn event_boundaries_are_recognised_across_chunks() {
-        let mut boundary = Boundary::default();
-        assert!(boundary.at_event_end());
-        boundary.observe(b"data: {\"a\":1}\n");
-        assert!(!boundary.at_event_end());
-        boundary.observe(b"\n");
-        assert!(boundary.at_event_end());
-        boundary.observe(b"data: {\"b\"");
-        assert!(!boundary.at_event_end());
-        boundary.observe(b"}\r\n");
-        assert!(!boundary.at_event_end());
-        boundary.observe(b"\r\n");
-        assert!(boundary.at_event_end());
     }
 }

@@ -10,12 +10,15 @@
 //!   it would have received without the flag. Every other event passes unchanged, in-band error
 //!   events included.
 
+mod scan;
+
 use std::collections::VecDeque;
 use std::ops::Range;
 
 use axum::body::Bytes;
-use memchr::memmem;
 use serde::{Deserialize, Serialize};
+
+use scan::{data_json, find, for_each_event, objects_named_from_last, top_level_member};
 
 /// Token counts in chat-completions terms (the Responses API's input/output map onto them).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,37 +103,27 @@ impl UsageWatch {
             }
             Self::Sse {
                 event,
-                undo_include_usage: false,
+                undo_include_usage,
                 usage,
                 error_event,
             } => {
-                for_each_event(event, &chunk, |complete| {
-                    *error_event |= is_error_event(complete);
-                    if let Some(found) = usage_in(complete) {
-                        *usage = Some(found);
-                    }
-                });
-                Some(chunk)
-            }
-            Self::Sse {
-                event,
-                undo_include_usage: true,
-                usage,
-                error_event,
-            } => {
+                let undo = *undo_include_usage;
                 let mut out = Vec::new();
                 let mut changed = false;
                 for_each_event(event, &chunk, |complete| {
-                    *error_event |= is_error_event(complete);
-                    let (kept, found) = undo_include_usage(complete);
-                    if let Some(found) = found {
-                        *usage = Some(found);
+                    let seen = inspect(complete, undo);
+                    *error_event |= seen.error_event;
+                    if seen.usage.is_some() {
+                        *usage = seen.usage;
                     }
-                    changed |= kept.len() != complete.len();
-                    out.extend_from_slice(&kept);
+                    if undo {
+                        changed |= !matches!(seen.edit, Edit::Keep);
+                        seen.edit.apply(complete, &mut out);
+                    }
                 });
-                // The usual case, whole unchanged events in one chunk: the chunk itself goes on.
-                if !changed && out.len() == chunk.len() {
+                // Observed streams, and the usual case of whole unchanged events in one chunk:
+                // the chunk itself goes on.
+                if !undo || (!changed && out.len() == chunk.len()) {
                     Some(chunk)
                 } else if out.is_empty() {
                     None
@@ -151,6 +144,24 @@ impl UsageWatch {
             } if !event.is_empty() => Some(Bytes::from(std::mem::take(event))),
             _ => None,
         }
+    }
+
+    /// Whether this is an SSE body (which can end with an error event of its own).
+    pub fn is_sse(&self) -> bool {
+        matches!(self, Self::Sse { .. })
+    }
+
+    /// Whether the client has been sent part of an event: an observed stream whose current event
+    /// is incomplete. (A stream being restored only ever sends whole events.)
+    pub fn sent_partial_event(&self) -> bool {
+        matches!(
+            self,
+            Self::Sse {
+                event,
+                undo_include_usage: false,
+                ..
+            } if !event.is_empty()
+        )
     }
 
     /// Whether the upstream reported an error inside the stream.
@@ -179,50 +190,52 @@ impl UsageWatch {
     }
 }
 
-/// Appends `chunk` to the event being assembled in `event` and calls `complete` with each event
-/// that is now whole (its bytes including the blank line that ends it).
-fn for_each_event(event: &mut Vec<u8>, chunk: &[u8], mut complete: impl FnMut(&[u8])) {
-    let mut rest = chunk;
-    while let Some(end) = event_end(event, rest) {
-        let (head, tail) = rest.split_at(end);
-        if event.is_empty() {
-            complete(head);
-        } else {
-            event.extend_from_slice(head);
-            complete(event);
-            event.clear();
+/// What one whole SSE event says: its usage, whether it is an in-band error, and (for a stream
+/// whose `include_usage` the proxy added) what the client gets of it.
+struct Seen {
+    usage: Option<Usage>,
+    error_event: bool,
+    edit: Edit,
+}
+
+enum Edit {
+    Keep,
+    /// `"usage":null`, removed as if the flag had not been sent (the range of the event's bytes).
+    Cut(Range<usize>),
+    /// The extra usage-only chunk, which the client did not ask for.
+    Drop,
+}
+
+impl Edit {
+    fn apply(&self, event: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Self::Keep => out.extend_from_slice(event),
+            Self::Cut(cut) => {
+                out.extend_from_slice(&event[..cut.start]);
+                out.extend_from_slice(&event[cut.end..]);
+            }
+            Self::Drop => {}
         }
-        rest = tail;
-    }
-    event.extend_from_slice(rest);
-}
-
-/// Where in `next` the event begun in `held` ends (just after its blank line), if it does.
-fn event_end(held: &[u8], next: &[u8]) -> Option<usize> {
-    // The blank line may straddle the two, so the last three held bytes are looked at too.
-    let carried = &held[held.len().saturating_sub(3)..];
-    if carried.is_empty() {
-        return blank_line_end(next);
-    }
-    let joined = [carried, next].concat();
-    blank_line_end(&joined).map(|end| end - carried.len())
-}
-
-/// Just past the first `\n\n` or `\r\n\r\n` in `bytes`.
-fn blank_line_end(bytes: &[u8]) -> Option<usize> {
-    let lf = memmem::find(bytes, b"\n\n").map(|at| at + 2);
-    let crlf = memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4);
-    match (lf, crlf) {
-        (Some(lf), Some(crlf)) => Some(lf.min(crlf)),
-        (lf, crlf) => lf.or(crlf),
     }
 }
 
-/// The usage object in one SSE event, if it carries one (at any depth: the Responses API nests
-/// it in `response`).
-fn usage_in(event: &[u8]) -> Option<Usage> {
-    find(event, b"\"usage\"")?;
-    last_usage(event)
+fn inspect(event: &[u8], undo: bool) -> Seen {
+    let error_event = is_error_event(event);
+    if !undo {
+        // Usage at any depth: the Responses API nests it in `response`.
+        let usage = find(event, b"\"usage\"").and_then(|_| last_usage(event));
+        return Seen {
+            usage,
+            error_event,
+            edit: Edit::Keep,
+        };
+    }
+    let (usage, edit) = undo_include_usage(event);
+    Seen {
+        usage,
+        error_event,
+        edit,
+    }
 }
 
 /// An in-band error: chat's `data: {"error": {…}}`, or the Responses API's `error` and
@@ -243,185 +256,30 @@ fn is_error_event(event: &[u8]) -> bool {
         .is_some_and(|kind| matches!(&json[kind.value], b"\"error\"" | b"\"response.failed\""))
 }
 
-/// One event of a stream whose `include_usage` the proxy added: what the client gets of it,
-/// and the usage it reported.
-fn undo_include_usage(event: &[u8]) -> (Vec<u8>, Option<Usage>) {
+/// One event of a stream whose `include_usage` the proxy added: the usage it reported, and what
+/// the client gets of it.
+fn undo_include_usage(event: &[u8]) -> (Option<Usage>, Edit) {
     let Some(json) = data_json(event) else {
-        return (event.to_vec(), None);
+        return (None, Edit::Keep);
     };
-    let Some(usage) = top_level_member(&event[json.clone()], b"usage") else {
-        return (event.to_vec(), None);
+    let body = &event[json.clone()];
+    let Some(usage) = top_level_member(body, b"usage") else {
+        return (None, Edit::Keep);
     };
-    let value = &event[json.start + usage.value.start..json.start + usage.value.end];
+    let value = &body[usage.value];
     if value == b"null" {
-        // `"usage":null` on every chunk: removed, as if the flag had not been sent.
-        let mut kept = event.to_vec();
-        kept.drain(json.start + usage.member.start..json.start + usage.member.end);
-        return (kept, None);
+        let cut = json.start + usage.member.start..json.start + usage.member.end;
+        return (None, Edit::Cut(cut));
     }
     let found = Usage::parse(value);
-    let choices = top_level_member(&event[json.clone()], b"choices")
-        .map(|choices| &event[json.start + choices.value.start..json.start + choices.value.end]);
-    match choices {
-        // The extra usage-only chunk: not sent to the client, who did not ask for it.
-        Some(b"[]") if found.is_some() => (Vec::new(), found),
-        _ => (event.to_vec(), found),
-    }
+    let usage_only = found.is_some()
+        && top_level_member(body, b"choices").is_some_and(|choices| &body[choices.value] == b"[]");
+    (found, if usage_only { Edit::Drop } else { Edit::Keep })
 }
 
-/// The byte range of the JSON object on an event's only `data:` line.
-fn data_json(event: &[u8]) -> Option<Range<usize>> {
-    let start = find(event, b"data:")?;
-    if start > 0 && event[start - 1] != b'\n' {
-        return None;
-    }
-    let mut from = start + b"data:".len();
-    if event.get(from) == Some(&b' ') {
-        from += 1;
-    }
-    let line_end = event[from..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map_or(event.len(), |end| from + end);
-    if find(&event[line_end..], b"data:").is_some() || event.get(from) != Some(&b'{') {
-        return None;
-    }
-    Some(from..line_end)
-}
-
-/// A member of a JSON object: the bytes to remove to delete it (with one comma, so what remains
-/// is what a serialiser would have written without it), and its value.
-struct Member {
-    member: Range<usize>,
-    value: Range<usize>,
-}
-
-/// Finds the member `name` at the top level of the JSON object `json`.
-fn top_level_member(json: &[u8], name: &[u8]) -> Option<Member> {
-    let mut at = skip_ws(json, 0);
-    if json.get(at) != Some(&b'{') {
-        return None;
-    }
-    at += 1;
-    let mut previous_value_end: Option<usize> = None;
-    loop {
-        at = skip_ws(json, at);
-        if json.get(at) != Some(&b'"') {
-            return None;
-        }
-        let key_start = at;
-        let key_end = string_end(json, at)?;
-        at = skip_ws(json, key_end);
-        if json.get(at) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(json, at + 1);
-        let value_end = value_end(json, value_start)?;
-        let after = skip_ws(json, value_end);
-        let is_last = json.get(after) == Some(&b'}');
-        if &json[key_start + 1..key_end - 1] == name {
-            let member = match (previous_value_end, is_last) {
-                (Some(previous), _) => previous..value_end,
-                (None, false) => key_start..skip_ws(json, after + 1),
-                (None, true) => key_start..value_end,
-            };
-            return Some(Member {
-                member,
-                value: value_start..value_end,
-            });
-        }
-        match json.get(after) {
-            Some(b',') => {
-                previous_value_end = Some(value_end);
-                at = after + 1;
-            }
-            _ => return None,
-        }
-    }
-}
-
-fn skip_ws(json: &[u8], mut at: usize) -> usize {
-    while json.get(at).is_some_and(u8::is_ascii_whitespace) {
-        at += 1;
-    }
-    at
-}
-
-/// Just past the string that starts at `at` (a `"`).
-fn string_end(json: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 1;
-    while i < json.len() {
-        match json[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// Just past the JSON value that starts at `at`.
-fn value_end(json: &[u8], at: usize) -> Option<usize> {
-    match json.get(at)? {
-        b'"' => string_end(json, at),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = at;
-            while i < json.len() {
-                match json[i] {
-                    b'"' => {
-                        i = string_end(json, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            None
-        }
-        _ => {
-            let len = json[at..]
-                .iter()
-                .position(|&b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
-                .unwrap_or(json.len() - at);
-            Some(at + len)
-        }
-    }
-}
-
-/// The last `"usage": {…}` object in `text`, at any depth, parsed.
+/// The last `"usage": {…}` object in `text` that reads as usage.
 fn last_usage(text: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\"";
-    let mut end = text.len();
-    while let Some(at) = rfind(&text[..end], KEY) {
-        let colon = skip_ws(text, at + KEY.len());
-        if text.get(colon) == Some(&b':') {
-            let start = skip_ws(text, colon + 1);
-            if text.get(start) == Some(&b'{')
-                && let Some(usage) =
-                    value_end(text, start).and_then(|e| Usage::parse(&text[start..e]))
-            {
-                return Some(usage);
-            }
-        }
-        end = at;
-    }
-    None
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memmem::find(haystack, needle)
-}
-
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memmem::rfind(haystack, needle)
+    objects_named_from_last(text, b"usage").find_map(Usage::parse)
 }
 
 #[cfg(test)]

@@ -140,3 +140,23 @@ fn bodies_without_usage_report_none_and_pass_unchanged() {
     assert_eq!(out, b"{\"usage\":");
     assert_eq!(usage, None);
 }
+
+#[test]
+fn a_partly_sent_event_is_recognised_across_chunks() {
+    let mut watch = UsageWatch::sse(false);
+    assert!(!watch.sent_partial_event());
+    for (chunk, partial) in [
+        (&b"data: {\"a\":1}\n"[..], true),
+        (b"\n", false),
+        (b"data: {\"b\"", true),
+        (b"}\r\n", true),
+        (b"\r\n", false),
+    ] {
+        watch.pass(Bytes::from_static(chunk));
+        assert_eq!(watch.sent_partial_event(), partial);
+    }
+    // A stream being restored holds a partial event back instead of sending it.
+    let mut restored = UsageWatch::sse(true);
+    assert_eq!(restored.pass(Bytes::from_static(b"data: {\"a\"")), None);
+    assert!(!restored.sent_partial_event());
+}
