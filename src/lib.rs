@@ -20,6 +20,7 @@ pub mod local;
 pub mod logging;
 pub mod metering;
 pub mod proxy;
+pub mod request;
 pub mod secrets;
 pub mod stream;
 pub mod upstream;
