@@ -7,9 +7,9 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use serde_json::Value;
 
-use crate::proxy::{BOUND, http};
-use crate::support::upstream::{FakeUpstream, counted_frames};
-use crate::support::{InProcessProxy, WRAPPER_KEY};
+use crate::proxy::BOUND;
+use crate::support::upstream::{FakeUpstream, LongStream, long_stream};
+use crate::support::{InProcessProxy, leave_after_first_chunk};
 
 const FIRST: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
 
@@ -85,53 +85,24 @@ async fn a_stall_past_the_idle_timeout_mid_stream_ends_with_an_error_event() {
     );
 }
 
-/// Signals when dropped: the fake upstream's response body is dropped when its connection closes.
-pub struct DropSignal(pub Option<tokio::sync::oneshot::Sender<()>>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        if let Some(signal) = self.0.take() {
-            let _ = signal.send(());
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_client_that_leaves_cancels_the_upstream_request() {
-    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
-    let slot = std::sync::Mutex::new(Some(dropped_tx));
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = sent.clone();
     // Up to 200 frames, 50 ms apart: ten seconds of stream unless someone stops it.
-    let upstream = FakeUpstream::start(move |_| {
-        let signal = DropSignal(slot.lock().unwrap().take());
-        counted_frames(200, counter.clone(), signal)
-    })
-    .await;
+    let LongStream {
+        upstream,
+        produced,
+        dropped,
+    } = long_stream(200).await;
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
 
-    let client = http();
-    let response = client
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(WRAPPER_KEY)
-        .body(r#"{"stream":true}"#)
-        .send()
-        .await
-        .unwrap();
-    let mut chunks = response.bytes_stream();
-    futures_util::StreamExt::next(&mut chunks)
-        .await
-        .unwrap()
-        .unwrap();
+    leave_after_first_chunk(&proxy.url("/v1/chat/completions")).await;
     let left_at = Instant::now();
-    drop(chunks);
-    drop(client);
 
-    tokio::time::timeout(Duration::from_secs(5), dropped_rx)
+    tokio::time::timeout(Duration::from_secs(5), dropped)
         .await
         .expect("the upstream kept streaming to a client that had left")
         .unwrap();
-    let frames = sent.load(std::sync::atomic::Ordering::SeqCst);
+    let frames = produced.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         frames < 40,
         "{frames} frames were produced; the upstream stopped {:?} after the client left",

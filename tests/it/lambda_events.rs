@@ -4,8 +4,7 @@
 //! RESPONSE_STREAM metadata prelude plus body stream.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -16,8 +15,7 @@ use lambda_http::{Context, LambdaEvent, Service, StreamAdapter};
 use openai_proxy::app::router;
 use serde_json::Value;
 
-use crate::faults::DropSignal;
-use crate::support::upstream::{FakeUpstream, HeadDelay, counted_frames};
+use crate::support::upstream::{FakeUpstream, HeadDelay, LongStream, long_stream};
 use crate::support::{REAL_KEY, manifest_dir, openai, state};
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -171,27 +169,28 @@ fn context_with_deadline(left: Duration) -> Context {
     context
 }
 
-#[tokio::test]
-async fn a_stream_still_running_near_the_deadline_ends_with_an_error_event_and_stops_upstream() {
-    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
-    let slot = std::sync::Mutex::new(Some(dropped_tx));
-    let produced = Arc::new(AtomicUsize::new(0));
-    let counter = produced.clone();
-    // 200 frames 50 ms apart: ten seconds of stream, far past this invocation's deadline.
-    let upstream = FakeUpstream::start(move |_| {
-        counted_frames(
-            200,
-            counter.clone(),
-            DropSignal(slot.lock().unwrap().take()),
-        )
-    })
-    .await;
+/// The streaming chat event against `upstream`, in an invocation with 1.5 s left and a 0.5 s
+/// margin: what the client got, and how long it took.
+async fn near_deadline(
+    upstream: &FakeUpstream,
+) -> ((StatusCode, axum::http::HeaderMap, Vec<Vec<u8>>), Duration) {
     let extra = [("LAMBDA_DEADLINE_MARGIN_MILLISECONDS", "500")];
     let app = router(state(&upstream.base_url(), &extra).await);
     let started = Instant::now();
     let context = context_with_deadline(Duration::from_millis(1_500));
-    let (status, _, chunks) = with_context(app, "chat-stream.json", context).await;
-    let took = started.elapsed();
+    let answer = with_context(app, "chat-stream.json", context).await;
+    (answer, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_stream_still_running_near_the_deadline_ends_with_an_error_event_and_stops_upstream() {
+    // 200 frames 50 ms apart: ten seconds of stream, far past this invocation's deadline.
+    let LongStream {
+        upstream,
+        produced,
+        dropped,
+    } = long_stream(200).await;
+    let ((status, _, chunks), took) = near_deadline(&upstream).await;
 
     assert_eq!(status, StatusCode::OK);
     // Ended a margin before the deadline, not at it, and not long before it either.
@@ -218,7 +217,7 @@ async fn a_stream_still_running_near_the_deadline_ends_with_an_error_event_and_s
     assert_eq!(error["error"]["code"], "function_deadline", "{error}");
     assert_eq!(error["error"]["type"], "server_error");
     // The upstream request was dropped with the response: the fake's stream stops.
-    tokio::time::timeout(Duration::from_secs(2), dropped_rx)
+    tokio::time::timeout(Duration::from_secs(2), dropped)
         .await
         .expect("the upstream kept streaming after the response ended")
         .unwrap();
@@ -248,12 +247,7 @@ async fn an_upstream_still_silent_near_the_deadline_gets_a_504_before_it() {
         response
     })
     .await;
-    let extra = [("LAMBDA_DEADLINE_MARGIN_MILLISECONDS", "500")];
-    let app = router(state(&upstream.base_url(), &extra).await);
-    let started = Instant::now();
-    let context = context_with_deadline(Duration::from_millis(1_500));
-    let (status, headers, chunks) = with_context(app, "chat-stream.json", context).await;
-    let took = started.elapsed();
+    let ((status, headers, chunks), took) = near_deadline(&upstream).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(headers["content-type"], "application/json");
     let error: Value = serde_json::from_slice(&chunks.concat()).unwrap();

@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use crate::binary::assert_no_key_in;
 use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
-use crate::support::upstream::{FakeUpstream, counted_frames};
+use crate::support::upstream::{FakeUpstream, LongStream, long_stream};
 use crate::support::{
-    BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, openai, run_node_sdk,
-    run_sdk_script,
+    BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, leave_after_first_chunk, openai,
+    run_node_sdk, run_sdk_script,
 };
 
 const SECRET: &str = "openai-proxy/keys";
@@ -146,13 +146,10 @@ async fn under_managed_instances_one_process_serves_concurrent_streams() {
 /// README on how that waste is bounded.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    let produced = Arc::new(AtomicUsize::new(0));
-    let counter = produced.clone();
     // 100 frames, 50 ms apart: five seconds of stream unless someone stops it.
-    let upstream = FakeUpstream::start(move |_| counted_frames(100, counter.clone(), ())).await;
+    let LongStream {
+        upstream, produced, ..
+    } = long_stream(100).await;
     let keys = TempFile::with_contents("keys.json", &key_map_json());
     let emulator = LambdaEmulator::start().await;
     let upstream_url = upstream.base_url();
@@ -161,27 +158,11 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
         ("UPSTREAM_BASE_URL", &upstream_url),
     ]);
 
-    let client = crate::support::http_client();
-    let response = client
-        .post(format!("{}/chat/completions", emulator.base_url()))
-        .bearer_auth(WRAPPER_KEY)
-        .header("content-type", "application/json")
-        .body(r#"{"stream":true}"#)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    let mut chunks = response.bytes_stream();
-    futures_util::StreamExt::next(&mut chunks)
-        .await
-        .unwrap()
-        .unwrap();
-    drop(chunks);
-    drop(client);
+    leave_after_first_chunk(&format!("{}/chat/completions", emulator.base_url())).await;
 
     // Well past the point where an unstopped stream would have produced 40 more frames.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let frames = produced.load(Ordering::SeqCst);
+    let frames = produced.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         frames < 20,
         "the upstream produced {frames} frames after the client left"

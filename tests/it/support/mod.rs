@@ -124,6 +124,28 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
+/// Starts a streaming chat request at `url` with the test wrapper key, reads its first chunk and
+/// leaves: the response and the client are dropped, as a departing caller's would be.
+pub async fn leave_after_first_chunk(url: &str) {
+    let client = http_client_builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .post(url)
+        .bearer_auth(WRAPPER_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    futures_util::StreamExt::next(&mut chunks)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// The router served in-process on a free port, over real sockets.
 pub struct InProcessProxy {
     pub addr: SocketAddr,

@@ -108,7 +108,7 @@ pub fn scripted_stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Resp
 
 /// `frames` SSE frames 50 ms apart. `produced` counts the frames generated so far, and `guard` is
 /// dropped with the stream: both show when the stream to a departed client stops.
-pub fn counted_frames<G: Send + 'static>(
+fn counted_frames<G: Send + 'static>(
     frames: usize,
     produced: Arc<std::sync::atomic::AtomicUsize>,
     guard: G,
@@ -131,6 +131,45 @@ pub fn counted_frames<G: Send + 'static>(
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap()
+}
+
+/// Signals when dropped: the fake upstream's response body is dropped when its connection closes.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            let _ = signal.send(());
+        }
+    }
+}
+
+/// An upstream whose one streaming answer runs long (`frames` frames 50 ms apart) unless the
+/// proxy drops it: how many frames it has produced, and a signal when its stream was dropped.
+pub struct LongStream {
+    pub upstream: FakeUpstream,
+    pub produced: Arc<std::sync::atomic::AtomicUsize>,
+    pub dropped: tokio::sync::oneshot::Receiver<()>,
+}
+
+pub async fn long_stream(frames: usize) -> LongStream {
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let slot = Mutex::new(Some(dropped_tx));
+    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = produced.clone();
+    let upstream = FakeUpstream::start(move |_| {
+        counted_frames(
+            frames,
+            counter.clone(),
+            DropSignal(slot.lock().unwrap().take()),
+        )
+    })
+    .await;
+    LongStream {
+        upstream,
+        produced,
+        dropped,
+    }
 }
 
 /// A loopback port with nothing listening on it.
