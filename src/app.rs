@@ -105,7 +105,7 @@ impl AppState {
         RequestRecord::new(
             &self.metering,
             lambda_request_id,
-            request.method().as_str(),
+            request.method(),
             request.uri().path(),
         )
     }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use axum::http::Method;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::usage::Usage;
@@ -60,7 +61,7 @@ const NO_MODEL: &str = "(none)";
 pub struct RequestRecord {
     request_id: String,
     pub tenant: String,
-    method: String,
+    method: Method,
     pub route: String,
     pub model: Option<String>,
     pub stream: bool,
@@ -81,13 +82,13 @@ impl RequestRecord {
     pub fn new(
         metering: &Metering,
         lambda_request_id: Option<&str>,
-        method: &str,
+        method: &Method,
         route: &str,
     ) -> Self {
         Self {
             request_id: lambda_request_id.map_or_else(local_request_id, str::to_owned),
             tenant: "unknown".to_owned(),
-            method: method.to_owned(),
+            method: method.clone(),
             route: route.to_owned(),
             model: None,
             stream: false,
@@ -147,7 +148,7 @@ impl RequestRecord {
             "request"
         );
         if let Some(namespace) = &self.emf_namespace {
-            let line = self.emf(namespace, duration).to_string();
+            let line = self.emf(namespace, duration);
             // One write of one whole line, under stdout's lock: records never interleave.
             let mut stdout = std::io::stdout().lock();
             let _ = stdout
@@ -156,12 +157,14 @@ impl RequestRecord {
         }
     }
 
-    /// The EMF record: `_aws` says which root members are metrics, in which namespace, along
-    /// which dimensions; the members themselves follow (plus the request id, for Logs Insights).
-    pub fn emf(&self, namespace: &str, duration: Duration) -> Value {
+    /// The EMF record, one JSON line: `_aws` says which root members are metrics, in which
+    /// namespace, along which dimensions; the members themselves follow (plus the request id,
+    /// route and status, for Logs Insights).
+    pub fn emf(&self, namespace: &str, duration: Duration) -> String {
+        // `model` was cut to 100 characters when it was read.
         let model = match (&self.model, self.upstream_status) {
-            (Some(model), Some(200..=299)) => model.chars().take(128).collect(),
-            _ => NO_MODEL.to_owned(),
+            (Some(model), Some(200..=299)) => model.as_str(),
+            _ => NO_MODEL,
         };
         let failed = matches!(
             self.outcome,
@@ -169,51 +172,117 @@ impl RequestRecord {
         );
         let client_error = (400..500).contains(&self.status);
         let server_error = self.status >= 500 || failed;
-        let mut metrics: Vec<(&str, &str, Value)> = vec![
-            ("Requests", "Count", json!(1)),
-            (
-                "Errors",
-                "Count",
-                json!(u8::from(client_error || server_error)),
-            ),
-            ("Errors4xx", "Count", json!(u8::from(client_error))),
-            ("Errors5xx", "Count", json!(u8::from(server_error))),
-            ("Duration", "Milliseconds", json!(millis(duration))),
+        let mut metrics = vec![
+            Metric::count("Requests"),
+            Metric::count("Errors"),
+            Metric::count("Errors4xx"),
+            Metric::count("Errors5xx"),
+            Metric::milliseconds("Duration"),
         ];
-        if let Some(first_byte) = self.first_byte {
-            metrics.push(("TimeToFirstByte", "Milliseconds", json!(millis(first_byte))));
+        if self.first_byte.is_some() {
+            metrics.push(Metric::milliseconds("TimeToFirstByte"));
         }
-        if let Some(usage) = self.usage {
-            metrics.push(("PromptTokens", "Count", json!(usage.prompt_tokens)));
-            metrics.push(("CompletionTokens", "Count", json!(usage.completion_tokens)));
+        if self.usage.is_some() {
+            metrics.extend([
+                Metric::count("PromptTokens"),
+                Metric::count("CompletionTokens"),
+            ]);
         }
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        let mut root = Map::new();
-        root.insert(
-            "_aws".to_owned(),
-            json!({
-                "Timestamp": timestamp,
-                "CloudWatchMetrics": [{
-                    "Namespace": namespace,
-                    "Dimensions": [["tenant", "model"], ["tenant"]],
-                    "Metrics": metrics
-                        .iter()
-                        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
-                        .collect::<Vec<_>>(),
+        let record = EmfRecord {
+            aws: Aws {
+                timestamp: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64),
+                cloud_watch_metrics: [Directive {
+                    namespace,
+                    dimensions: &[&["tenant", "model"], &["tenant"]],
+                    metrics,
                 }],
-            }),
-        );
-        root.insert("tenant".to_owned(), json!(self.tenant));
-        root.insert("model".to_owned(), json!(model));
-        for (name, _, value) in metrics {
-            root.insert(name.to_owned(), value);
+            },
+            tenant: &self.tenant,
+            model,
+            requests: 1,
+            errors: u8::from(client_error || server_error),
+            errors_4xx: u8::from(client_error),
+            errors_5xx: u8::from(server_error),
+            duration: millis(duration),
+            time_to_first_byte: self.first_byte.map(millis),
+            prompt_tokens: self.usage.map(|usage| usage.prompt_tokens),
+            completion_tokens: self.usage.map(|usage| usage.completion_tokens),
+            request_id: &self.request_id,
+            route: &self.route,
+            status: self.status,
+        };
+        // Strings and numbers only: serialising cannot fail.
+        serde_json::to_string(&record).unwrap_or_default()
+    }
+}
+
+/// The EMF record's fields, in the order they are written.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfRecord<'a> {
+    #[serde(rename = "_aws")]
+    aws: Aws<'a>,
+    #[serde(rename = "tenant")]
+    tenant: &'a str,
+    #[serde(rename = "model")]
+    model: &'a str,
+    requests: u8,
+    errors: u8,
+    #[serde(rename = "Errors4xx")]
+    errors_4xx: u8,
+    #[serde(rename = "Errors5xx")]
+    errors_5xx: u8,
+    duration: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_to_first_byte: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens: Option<u64>,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    #[serde(rename = "route")]
+    route: &'a str,
+    #[serde(rename = "status")]
+    status: u16,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Aws<'a> {
+    timestamp: u64,
+    cloud_watch_metrics: [Directive<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive<'a> {
+    namespace: &'a str,
+    dimensions: &'static [&'static [&'static str]],
+    metrics: Vec<Metric>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Metric {
+    name: &'static str,
+    unit: &'static str,
+}
+
+impl Metric {
+    fn count(name: &'static str) -> Self {
+        Self {
+            name,
+            unit: "Count",
         }
-        root.insert("requestId".to_owned(), json!(self.request_id));
-        root.insert("route".to_owned(), json!(self.route));
-        root.insert("status".to_owned(), json!(self.status));
-        Value::Object(root)
+    }
+    fn milliseconds(name: &'static str) -> Self {
+        Self {
+            name,
+            unit: "Milliseconds",
+        }
     }
 }
 

@@ -108,7 +108,8 @@ impl UsageWatch {
                 error_event,
             } => {
                 let undo = *undo_include_usage;
-                let mut out = Vec::new();
+                // What a restored stream sends from this chunk is at most the held bytes and it.
+                let mut out = Vec::with_capacity(if undo { event.len() + chunk.len() } else { 0 });
                 let mut changed = false;
                 for_each_event(event, &chunk, |complete| {
                     let seen = inspect(complete, undo);
