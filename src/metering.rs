@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::usage::Usage;
+
+mod emf;
 
 /// How requests are metered, from the configuration.
 #[derive(Clone, Debug)]
@@ -154,134 +155,6 @@ impl RequestRecord {
             let _ = stdout
                 .write_all(line.as_bytes())
                 .and_then(|()| stdout.write_all(b"\n"));
-        }
-    }
-
-    /// The EMF record, one JSON line: `_aws` says which root members are metrics, in which
-    /// namespace, along which dimensions; the members themselves follow (plus the request id,
-    /// route and status, for Logs Insights).
-    pub fn emf(&self, namespace: &str, duration: Duration) -> String {
-        // `model` was cut to 100 characters when it was read.
-        let model = match (&self.model, self.upstream_status) {
-            (Some(model), Some(200..=299)) => model.as_str(),
-            _ => NO_MODEL,
-        };
-        let failed = matches!(
-            self.outcome,
-            Outcome::UpstreamFailed | Outcome::ErrorEvent | Outcome::Deadline
-        );
-        let client_error = (400..500).contains(&self.status);
-        let server_error = self.status >= 500 || failed;
-        let mut metrics = vec![
-            Metric::count("Requests"),
-            Metric::count("Errors"),
-            Metric::count("Errors4xx"),
-            Metric::count("Errors5xx"),
-            Metric::milliseconds("Duration"),
-        ];
-        if self.first_byte.is_some() {
-            metrics.push(Metric::milliseconds("TimeToFirstByte"));
-        }
-        if self.usage.is_some() {
-            metrics.extend([
-                Metric::count("PromptTokens"),
-                Metric::count("CompletionTokens"),
-            ]);
-        }
-        let record = EmfRecord {
-            aws: Aws {
-                timestamp: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |since| since.as_millis() as u64),
-                cloud_watch_metrics: [Directive {
-                    namespace,
-                    dimensions: &[&["tenant", "model"], &["tenant"]],
-                    metrics,
-                }],
-            },
-            tenant: &self.tenant,
-            model,
-            requests: 1,
-            errors: u8::from(client_error || server_error),
-            errors_4xx: u8::from(client_error),
-            errors_5xx: u8::from(server_error),
-            duration: millis(duration),
-            time_to_first_byte: self.first_byte.map(millis),
-            prompt_tokens: self.usage.map(|usage| usage.prompt_tokens),
-            completion_tokens: self.usage.map(|usage| usage.completion_tokens),
-            request_id: &self.request_id,
-            route: &self.route,
-            status: self.status,
-        };
-        // Strings and numbers only: serialising cannot fail.
-        serde_json::to_string(&record).unwrap_or_default()
-    }
-}
-
-/// The EMF record's fields, in the order they are written.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EmfRecord<'a> {
-    #[serde(rename = "_aws")]
-    aws: Aws<'a>,
-    #[serde(rename = "tenant")]
-    tenant: &'a str,
-    #[serde(rename = "model")]
-    model: &'a str,
-    requests: u8,
-    errors: u8,
-    #[serde(rename = "Errors4xx")]
-    errors_4xx: u8,
-    #[serde(rename = "Errors5xx")]
-    errors_5xx: u8,
-    duration: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time_to_first_byte: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completion_tokens: Option<u64>,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    #[serde(rename = "route")]
-    route: &'a str,
-    #[serde(rename = "status")]
-    status: u16,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Aws<'a> {
-    timestamp: u64,
-    cloud_watch_metrics: [Directive<'a>; 1],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Directive<'a> {
-    namespace: &'a str,
-    dimensions: &'static [&'static [&'static str]],
-    metrics: Vec<Metric>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Metric {
-    name: &'static str,
-    unit: &'static str,
-}
-
-impl Metric {
-    fn count(name: &'static str) -> Self {
-        Self {
-            name,
-            unit: "Count",
-        }
-    }
-    fn milliseconds(name: &'static str) -> Self {
-        Self {
-            name,
-            unit: "Milliseconds",
         }
     }
 }
