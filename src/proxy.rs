@@ -237,8 +237,14 @@ fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
     } else {
         UsageWatch::json()
     };
-    let body = stream::Relayed::new(response.bytes_stream(), cutoff, watch, record);
-    let mut response = Response::new(Body::from_stream(body));
+    // A body passed unchanged keeps the upstream's length (which the HTTP client enforces).
+    let length = if undo_include_usage {
+        None
+    } else {
+        response.content_length()
+    };
+    let body = stream::Relayed::new(response.bytes_stream(), length, cutoff, watch, record);
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -307,3 +307,44 @@ async fn health_says_ok_with_version_key_map_age_and_source_and_upstream_host() 
     assert_eq!(body["upstream"], upstream.addr.to_string());
     assert!(upstream.received().is_empty());
 }
+
+/// A body the proxy passes unchanged keeps the upstream's length: the client gets the same
+/// `content-length` (so the answer is complete on the wire with its last byte), an empty body
+/// included; a stream, whose length nobody knows, stays chunked.
+#[tokio::test]
+async fn a_json_answer_keeps_the_upstreams_length_and_a_stream_stays_chunked() {
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+    let embeddings = r#"{"model":"text-embedding-3-small","input":"Hi"}"#;
+    let response = proxy.post("/v1/embeddings", embeddings).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let declared: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(response.headers().get("transfer-encoding").is_none());
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), declared);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["object"], "list");
+
+    let response = proxy
+        .post(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("content-length").is_none());
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    let stream = response.bytes().await.unwrap();
+    assert!(stream.ends_with(b"data: [DONE]\n\n"));
+
+    let empty = upstream_serving(StatusCode::OK.into_response()).await;
+    let proxy = InProcessProxy::start(&empty.base_url(), &[]).await;
+    let response = proxy.post("/v1/embeddings", embeddings).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"], "0");
+    assert!(response.bytes().await.unwrap().is_empty());
+}
