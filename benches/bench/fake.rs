@@ -130,7 +130,9 @@ pub fn embeddings(dims: usize) -> String {
 
 /// A bare TCP relay in front of the fake: each connection is copied byte for byte to a fresh
 /// upstream connection. It parses nothing, so what it adds is the cost of one more loopback hop
-/// on this machine, the floor under any proxy that terminates the client's connection.
+/// through another process on this machine, the floor under any proxy that terminates the
+/// client's connection. Runs in its own process (`--relay-to`), which reads the address from
+/// stderr as it does the proxy's.
 pub async fn relay(target: SocketAddr) -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -130,6 +130,9 @@ async fn main() -> Result<(), String> {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
         })
         .collect();
+    if let Some(target) = value_of("--relay-to") {
+        return relay_process(&target).await;
+    }
     let epoch = Instant::now();
     let fake = fake::start(epoch).await?;
     let dir = std::env::temp_dir().join(format!("openai-proxy-bench-{}", std::process::id()));
@@ -157,9 +160,9 @@ async fn main() -> Result<(), String> {
         authorization: format!("Bearer {WRAPPER_KEY}"),
     };
     let http = client();
-    let relay_addr = fake::relay(fake.addr).await?;
+    let relay_child = Proxy::relay(fake.addr)?;
     let relay = Target {
-        base: format!("http://{relay_addr}/v1"),
+        base: format!("http://{}/v1", relay_child.addr),
         authorization: format!("Bearer {REAL_KEY}"),
     };
     if let Some(seconds) = value_of("--soak") {
@@ -248,6 +251,18 @@ async fn main() -> Result<(), String> {
     drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
     publish(&report, plan.smoke, "results.json")
+}
+
+/// The bare relay's process (B0): relays until the benchmark kills it.
+#[expect(
+    clippy::print_stderr,
+    reason = "the parent reads the address from stderr"
+)]
+async fn relay_process(target: &str) -> Result<(), String> {
+    let target = target.parse().map_err(|_| "--relay-to takes an address")?;
+    let addr = fake::relay(target).await?;
+    eprintln!("relay listening on http://{addr}");
+    std::future::pending().await
 }
 
 /// The table on stdout, every figure in target/bench/`file`.

@@ -1,5 +1,6 @@
-//! The processes the benchmark starts: the release proxy binary in local mode, and moto's
-//! Secrets Manager server for the start-up figure. Each is killed when its handle drops.
+//! The processes the benchmark starts: the release proxy binary in local mode, a bare relay (this
+//! executable again), and moto's Secrets Manager server for the start-up figure. Each is killed
+//! when its handle drops.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,20 +12,69 @@ use std::time::{Duration, Instant};
 pub struct Proxy {
     pub addr: SocketAddr,
     child: Child,
+    /// The proxy's log file, removed with the handle.
+    log: Option<PathBuf>,
 }
 
 impl Proxy {
-    /// Starts the proxy and returns once it has logged the address it listens on.
+    /// Starts the proxy on a free port and returns once the port accepts connections. Its log
+    /// goes to a file, as a deployed proxy's would: read here line by line through a pipe, every
+    /// request's log line would wake a thread of this benchmark on the two cores it measures on.
     pub fn start(envs: &[(&str, &str)]) -> Result<Self, String> {
-        let mut child = Command::new(binary())
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|err| format!("no free port: {err}"))?;
+        let log = std::env::temp_dir().join(format!(
+            "openai-proxy-bench-{}-{}.log",
+            std::process::id(),
+            addr.port()
+        ));
+        let file = std::fs::File::create(&log).map_err(|err| err.to_string())?;
+        let child = Command::new(binary())
             .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("LISTEN_ADDR", addr.to_string())
             .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|err| format!("cannot start the proxy: {err}"))?;
+        let proxy = Self {
+            addr,
+            child,
+            log: Some(log),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(proxy.log.as_deref().unwrap_or(Path::new("")))
+                    .unwrap_or_default();
+                return Err(format!("the proxy did not start listening:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(proxy)
+    }
+
+    /// Starts this benchmark's own executable as a bare TCP relay to `target` (B0), a process of
+    /// its own like the proxy, so the relay's hop costs what the proxy's does: another process to
+    /// wake on every packet.
+    pub fn relay(target: SocketAddr) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|err| err.to_string())?;
+        let mut command = Command::new(exe);
+        command.args(["--relay-to", &target.to_string()]);
+        Self::spawn_reporting_address(command)
+    }
+
+    /// Starts `command`, which reports the address it listens on to stderr, and returns once it
+    /// has.
+    fn spawn_reporting_address(mut command: Command) -> Result<Self, String> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|err| format!("cannot start the proxy: {err}"))?;
+            .map_err(|err| format!("cannot start {:?}: {err}", command.get_program()))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let (tx, rx) = mpsc::channel();
         // Keeps draining stderr for the proxy's whole life, so its log never blocks it.
@@ -37,10 +87,17 @@ impl Proxy {
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(addr)) => Ok(Self { addr, child }),
+            Ok(Some(addr)) => Ok(Self {
+                addr,
+                child,
+                log: None,
+            }),
             _ => {
                 let _ = child.kill();
-                Err("the proxy did not report its address".to_owned())
+                Err(format!(
+                    "{:?} did not report its address",
+                    command.get_program()
+                ))
             }
         }
     }
@@ -79,6 +136,9 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
 
