@@ -104,6 +104,8 @@ struct Upstream {
     cutoff: Option<Instant>,
     /// The proxy added `stream_options.include_usage`; the stream is to be restored.
     undo_include_usage: bool,
+    /// A HEAD request: the answer has no body, whatever length its headers declare.
+    head: bool,
 }
 
 async fn forward_authorized(
@@ -186,6 +188,7 @@ async fn forward_authorized(
         response,
         cutoff,
         undo_include_usage,
+        head: parts.method == Method::HEAD,
     })
 }
 
@@ -219,6 +222,7 @@ fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
         response,
         cutoff,
         undo_include_usage,
+        head,
     } = upstream;
     let status = response.status();
     let headers = headers::client_response_headers(response.headers());
@@ -237,8 +241,14 @@ fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
     } else {
         UsageWatch::json()
     };
-    // A body passed unchanged keeps the upstream's length (which the HTTP client enforces).
-    let length = if undo_include_usage {
+    // A JSON body keeps the upstream's length (which the HTTP client enforces). Not an SSE
+    // stream, which may be restored or end with an error event of the proxy's own, nor an answer
+    // that has no body whatever its headers say.
+    let bodyless = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length = if is_sse || bodyless {
         None
     } else {
         response.content_length()

@@ -12,7 +12,7 @@
 //! Every chunk is also shown to a `UsageWatch` (token usage) and counted in the request's
 //! `RequestRecord`, which is written when the body ends or is dropped.
 //!
-//! A body the proxy does not change keeps the upstream's length: the server is told it exactly,
+//! A body that is not an SSE stream keeps the upstream's length: the server is told it exactly,
 //! and that the body is over with its last byte, so the answer is complete on the wire without
 //! waiting for the upstream connection to report the end of a body whose length said it all
 //! (one more hand-over between tasks, a large part of what the proxy added to a JSON answer on
@@ -36,7 +36,8 @@ use crate::usage::UsageWatch;
 /// `include_usage` is being undone gets rewritten events).
 pub struct Relayed<S> {
     upstream: S,
-    /// The body's length when the upstream declared it and the proxy passes it unchanged.
+    /// The body's length when the upstream declared it and the proxy passes it unchanged (never
+    /// for SSE, whose end the proxy may rewrite).
     length: Option<u64>,
     /// Bytes passed to the client so far.
     passed: u64,

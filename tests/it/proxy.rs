@@ -341,10 +341,47 @@ async fn a_json_answer_keeps_the_upstreams_length_and_a_stream_stays_chunked() {
     let stream = response.bytes().await.unwrap();
     assert!(stream.ends_with(b"data: [DONE]\n\n"));
 
+    // A HEAD answer declares the length of a body it does not have; the proxy does not relay a
+    // length of its own making.
+    let response = http()
+        .head(proxy.url("/v1/models"))
+        .bearer_auth(WRAPPER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(
+        response
+            .headers()
+            .get("content-length")
+            .map(|value| value.to_str().unwrap()),
+        Some("0")
+    );
+
     let empty = upstream_serving(StatusCode::OK.into_response()).await;
     let proxy = InProcessProxy::start(&empty.base_url(), &[]).await;
     let response = proxy.post("/v1/embeddings", embeddings).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-length"], "0");
     assert!(response.bytes().await.unwrap().is_empty());
+}
+
+/// An SSE answer that declares its length still goes to the client chunked, byte for byte: the
+/// proxy may end a stream with an error event of its own, which a fixed length would cut.
+#[tokio::test]
+async fn an_sse_answer_with_a_declared_length_is_relayed_chunked_and_unchanged() {
+    let events = "data: {\"choices\":[]}\n\ndata: [DONE]\n\n";
+    let upstream =
+        upstream_serving(([("content-type", "text/event-stream")], events).into_response()).await;
+    let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
+    let response = proxy
+        .post(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("content-length").is_none());
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), events.as_bytes());
 }
