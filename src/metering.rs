@@ -115,6 +115,11 @@ impl RequestRecord {
         self.bytes_out += bytes as u64;
     }
 
+    /// Bytes sent to the client so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
     /// The response is over: writes the log line and the EMF record.
     pub fn finish(&mut self, outcome: Outcome) {
         self.outcome = outcome;

@@ -134,8 +134,9 @@ async fn forward_authorized(
             None => authorized.entry.models.is_none(),
         };
         if !allowed {
+            // The name as the record has it, already cut to 100 characters.
             return Err(ProxyError::ModelNotAllowed {
-                model: model.unwrap_or_default().chars().take(100).collect(),
+                model: record.model.clone().unwrap_or_default(),
             });
         }
         // Usage for a chat stream comes only if asked for; asking changes the stream, which

@@ -37,10 +37,8 @@ use crate::usage::UsageWatch;
 pub struct Relayed<S> {
     upstream: S,
     /// The body's length when the upstream declared it and the proxy passes it unchanged (never
-    /// for SSE, whose end the proxy may rewrite).
+    /// for SSE, whose end the proxy may rewrite). The record counts the bytes passed so far.
     length: Option<u64>,
-    /// Bytes passed to the client so far.
-    passed: u64,
     /// When to stop waiting for the upstream (`None`: no deadline, as in local mode).
     cutoff: Option<Pin<Box<Sleep>>>,
     watch: UsageWatch,
@@ -56,22 +54,25 @@ impl<S> Relayed<S> {
         watch: UsageWatch,
         record: RequestRecord,
     ) -> Self {
-        Self {
+        let mut relayed = Self {
             upstream,
             length,
-            passed: 0,
             cutoff: cutoff.map(|at| Box::pin(tokio::time::sleep_until(at))),
             watch,
             record,
             ended: false,
+        };
+        // A body of length zero is over before it starts (the server may drop it unpolled).
+        if length == Some(0) {
+            relayed.end(Outcome::Complete);
         }
+        relayed
     }
 
     /// Passes one chunk on, counted; with it the body may be complete.
     fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, ProxyError>>> {
         self.record.sent(chunk.len());
-        self.passed += chunk.len() as u64;
-        if self.length == Some(self.passed) {
+        if self.length == Some(self.record.bytes_out()) {
             self.end(self.complete());
         }
         Poll::Ready(Some(Ok(chunk)))
@@ -118,15 +119,9 @@ impl<S> Relayed<S> {
 
 impl<S> Drop for Relayed<S> {
     /// Dropped before its end: the client left. The record says so, with the usage seen so far.
-    /// (A body of length zero is over before it starts; the server may drop it unpolled.)
     fn drop(&mut self) {
         if !self.ended {
-            let outcome = if self.length == Some(self.passed) {
-                self.complete()
-            } else {
-                Outcome::ClientGone
-            };
-            self.end(outcome);
+            self.end(Outcome::ClientGone);
         }
     }
 }
@@ -148,12 +143,12 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended || self.length == Some(self.passed)
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.length {
-            Some(length) => SizeHint::with_exact(length.saturating_sub(self.passed)),
+            Some(length) => SizeHint::with_exact(length.saturating_sub(self.record.bytes_out())),
             None => SizeHint::default(),
         }
     }
@@ -164,15 +159,14 @@ where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
 {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
-        let this = self;
-        if this.ended {
+        if self.ended {
             return Poll::Ready(None);
         }
         // The upstream first: a chunk that is ready when the deadline fires still goes out.
         loop {
-            match this.upstream.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(chunk))) => match this.watch.pass(chunk) {
-                    Some(chunk) => return this.send(chunk),
+            match self.upstream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => match self.watch.pass(chunk) {
+                    Some(chunk) => return self.send(chunk),
                     // All of it held back or left out (see `usage.rs`): read on.
                     None => continue,
                 },
@@ -181,23 +175,23 @@ where
                         ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
                         _ => ProxyError::UpstreamStreamBroken,
                     };
-                    tracing::warn!(caller = %this.record.tenant, error = %err, "upstream stream broke; ending the response early");
-                    return this.end_early(fault);
+                    tracing::warn!(caller = %self.record.tenant, error = %err, "upstream stream broke; ending the response early");
+                    return self.end_early(fault);
                 }
                 Poll::Ready(None) => {
-                    if let Some(rest) = this.watch.rest() {
-                        return this.send(rest);
+                    if let Some(rest) = self.watch.rest() {
+                        return self.send(rest);
                     }
-                    this.end(this.complete());
+                    self.end(self.complete());
                     return Poll::Ready(None);
                 }
                 Poll::Pending => break,
             }
         }
-        if let Some(cutoff) = &mut this.cutoff {
+        if let Some(cutoff) = &mut self.cutoff {
             ready!(cutoff.as_mut().poll(cx));
-            tracing::warn!(caller = %this.record.tenant, "the Lambda invocation is about to time out; ending the response early");
-            return this.end_early(ProxyError::FunctionDeadline);
+            tracing::warn!(caller = %self.record.tenant, "the Lambda invocation is about to time out; ending the response early");
+            return self.end_early(ProxyError::FunctionDeadline);
         }
         Poll::Pending
     }

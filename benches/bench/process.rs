@@ -39,17 +39,17 @@ impl Proxy {
             .stderr(file)
             .spawn()
             .map_err(|err| format!("cannot start the proxy: {err}"))?;
+        // Made before the wait, so a proxy that never listens is still killed on the way out.
         let proxy = Self {
             addr,
             child,
-            log: Some(log),
+            log: Some(log.clone()),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(proxy.log.as_deref().unwrap_or(Path::new("")))
-                    .unwrap_or_default();
-                return Err(format!("the proxy did not start listening:\n{log}"));
+                let logged = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("the proxy did not start listening:\n{logged}"));
             }
             std::thread::sleep(Duration::from_micros(200));
         }
