@@ -18,7 +18,7 @@ use std::ops::Range;
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 
-use scan::{data_json, find, for_each_event, objects_named_from_last, top_level_member};
+use scan::{Events, data_json, find, objects_named_from_last, top_level_member};
 
 /// Token counts in chat-completions terms (the Responses API's input/output map onto them).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,42 +57,61 @@ impl Usage {
 const JSON_TAIL_BYTES: usize = 16 * 1024;
 
 /// Watches one response body for usage.
-pub enum UsageWatch {
+pub struct UsageWatch(Watch);
+
+enum Watch {
     /// A JSON body: its last chunks, at least `JSON_TAIL_BYTES` of them.
     Json { tail: VecDeque<Bytes>, kept: usize },
     /// An SSE body, event by event; `undo_include_usage` when the proxy added the flag.
     Sse {
-        event: Vec<u8>,
+        events: Events,
         undo_include_usage: bool,
-        usage: Option<Usage>,
-        /// An in-band error event went by (it is passed on unchanged; this is for the record).
-        error_event: bool,
+        found: Found,
     },
+}
+
+/// What the events of an SSE body have said so far.
+#[derive(Default)]
+struct Found {
+    usage: Option<Usage>,
+    /// An in-band error event went by (it is passed on unchanged; this is for the record).
+    error_event: bool,
+}
+
+impl Found {
+    /// Reads one whole event; returns what the client gets of it.
+    fn read(&mut self, event: &[u8], undo_include_usage: bool) -> Edit {
+        let seen = inspect(event, undo_include_usage);
+        self.error_event |= seen.error_event;
+        if seen.usage.is_some() {
+            self.usage = seen.usage;
+        }
+        seen.edit
+    }
 }
 
 impl UsageWatch {
     pub fn json() -> Self {
-        Self::Json {
+        Self(Watch::Json {
             tail: VecDeque::new(),
             kept: 0,
-        }
+        })
     }
 
     pub fn sse(undo_include_usage: bool) -> Self {
-        Self::Sse {
-            event: Vec::new(),
+        Self(Watch::Sse {
+            events: Events::default(),
             undo_include_usage,
-            usage: None,
-            error_event: false,
-        }
+            found: Found::default(),
+        })
     }
 
     /// Takes one upstream chunk; returns what goes to the client now (`None`: nothing yet).
     /// Only a stream whose flag is being undone is ever changed or held back, and then only
     /// until its current event is complete.
     pub fn pass(&mut self, chunk: Bytes) -> Option<Bytes> {
-        match self {
-            Self::Json { tail, kept } => {
+        match &mut self.0 {
+            Watch::Json { tail, kept } => {
                 *kept += chunk.len();
                 tail.push_back(chunk.clone());
                 while tail.len() > 1 && *kept - tail[0].len() >= JSON_TAIL_BYTES {
@@ -101,92 +120,112 @@ impl UsageWatch {
                 }
                 Some(chunk)
             }
-            Self::Sse {
-                event,
-                undo_include_usage,
-                usage,
-                error_event,
+            Watch::Sse {
+                events,
+                undo_include_usage: false,
+                found,
             } => {
-                let undo = *undo_include_usage;
-                // What a restored stream sends from this chunk is at most the held bytes and it.
-                let mut out = Vec::with_capacity(if undo { event.len() + chunk.len() } else { 0 });
-                let mut changed = false;
-                for_each_event(event, &chunk, |complete| {
-                    let seen = inspect(complete, undo);
-                    *error_event |= seen.error_event;
-                    if seen.usage.is_some() {
-                        *usage = seen.usage;
-                    }
-                    if undo {
-                        changed |= !matches!(seen.edit, Edit::Keep);
-                        seen.edit.apply(complete, &mut out);
+                events.feed(&chunk, |event, _| {
+                    found.read(event, false);
+                });
+                Some(chunk)
+            }
+            Watch::Sse {
+                events,
+                undo_include_usage: true,
+                found,
+            } => {
+                // The chunk itself goes on (the same `Bytes`, no copy) for as long as it is made
+                // of whole, unchanged events that begin within it; from the first event that
+                // does not (one joined with bytes held from earlier reads, or one that is
+                // edited), what goes on is built in `rewritten`.
+                let mut passed = 0;
+                let mut rewritten: Option<Vec<u8>> = None;
+                events.feed(&chunk, |event, within_chunk| {
+                    let edit = found.read(event, true);
+                    match &mut rewritten {
+                        None if within_chunk && matches!(edit, Edit::Keep) => {
+                            passed += event.len();
+                        }
+                        None => {
+                            let mut out = Vec::with_capacity(passed + event.len() + 64);
+                            out.extend_from_slice(&chunk[..passed]);
+                            edit.apply(event, &mut out);
+                            rewritten = Some(out);
+                        }
+                        Some(out) => edit.apply(event, out),
                     }
                 });
-                // Observed streams, and the usual case of whole unchanged events in one chunk:
-                // the chunk itself goes on.
-                if !undo || (!changed && out.len() == chunk.len()) {
-                    Some(chunk)
-                } else if out.is_empty() {
-                    None
-                } else {
-                    Some(Bytes::from(out))
+                match rewritten {
+                    Some(out) if out.is_empty() => None,
+                    Some(out) => Some(Bytes::from(out)),
+                    None if passed == chunk.len() => Some(chunk),
+                    None if passed == 0 => None,
+                    // Whole events, then the start of one held back: the events, still no copy.
+                    None => Some(chunk.slice(..passed)),
                 }
             }
         }
     }
 
-    /// Bytes still held when the upstream body ends (an unterminated last event), unchanged.
+    /// At the upstream body's end: what is still held goes on, as a whole event (one that ended
+    /// with a CR) or as the unterminated rest of one, unchanged.
     pub fn rest(&mut self) -> Option<Bytes> {
-        match self {
-            Self::Sse {
-                event,
-                undo_include_usage: true,
-                ..
-            } if !event.is_empty() => Some(Bytes::from(std::mem::take(event))),
-            _ => None,
+        let Watch::Sse {
+            events,
+            undo_include_usage,
+            found,
+        } = &mut self.0
+        else {
+            return None;
+        };
+        let (held, whole) = events.finish();
+        let mut out = Vec::new();
+        if whole {
+            found
+                .read(&held, *undo_include_usage)
+                .apply(&held, &mut out);
+        } else {
+            out = held;
         }
+        // An observed stream has sent every byte already.
+        (*undo_include_usage && !out.is_empty()).then(|| Bytes::from(out))
     }
 
     /// Whether this is an SSE body (which can end with an error event of its own).
     pub fn is_sse(&self) -> bool {
-        matches!(self, Self::Sse { .. })
+        matches!(self.0, Watch::Sse { .. })
     }
 
     /// Whether the client has been sent part of an event: an observed stream whose current event
     /// is incomplete. (A stream being restored only ever sends whole events.)
     pub fn sent_partial_event(&self) -> bool {
         matches!(
-            self,
-            Self::Sse {
-                event,
+            &self.0,
+            Watch::Sse {
+                events,
                 undo_include_usage: false,
                 ..
-            } if !event.is_empty()
+            } if events.partial()
         )
     }
 
     /// Whether the upstream reported an error inside the stream.
     pub fn saw_error_event(&self) -> bool {
-        matches!(
-            self,
-            Self::Sse {
-                error_event: true,
-                ..
-            }
-        )
+        matches!(&self.0, Watch::Sse { found, .. } if found.error_event)
     }
 
     /// The usage the body reported, read at its end.
     pub fn usage(&self) -> Option<Usage> {
-        match self {
-            Self::Json { tail, .. } => {
+        match &self.0 {
+            Watch::Json { tail, .. } => {
                 let text: Vec<u8> = tail
                     .iter()
                     .flat_map(|chunk| chunk.iter().copied())
                     .collect();
                 last_usage(&text)
             }
-            Self::Sse { usage, .. } => *usage,
+            Watch::Sse { found, .. } => found.usage,
         }
     }
 }

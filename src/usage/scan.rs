@@ -5,63 +5,115 @@ use std::ops::Range;
 
 use memchr::memmem;
 
-/// Appends `chunk` to the event being assembled in `event` and calls `complete` with each event
-/// that is now whole (its bytes including the blank line that ends it).
-pub(super) fn for_each_event(event: &mut Vec<u8>, chunk: &[u8], mut complete: impl FnMut(&[u8])) {
-    let mut rest = chunk;
-    while let Some(end) = event_end(event, rest) {
-        let (head, tail) = rest.split_at(end);
-        if event.is_empty() {
-            complete(head);
-        } else {
-            event.extend_from_slice(head);
-            complete(event);
-            event.clear();
-        }
-        rest = tail;
-    }
-    event.extend_from_slice(rest);
+/// Cuts an SSE body into whole events, whatever reads it arrives in.
+#[derive(Default)]
+pub(super) struct Events {
+    /// The start of an event not yet complete.
+    held: Vec<u8>,
 }
 
-/// Where in `next` the event begun in `held` ends (just after its blank line), if it does.
+impl Events {
+    /// Adds `chunk` and calls `complete` with each event that is now whole (its bytes including
+    /// the blank line that ends it), in order, and whether its bytes are all from `chunk` (else
+    /// they begin with bytes held from earlier chunks).
+    pub(super) fn feed(&mut self, chunk: &[u8], mut complete: impl FnMut(&[u8], bool)) {
+        let mut rest = chunk;
+        while let Some(end) = event_end(&self.held, rest) {
+            let (head, tail) = rest.split_at(end);
+            if self.held.is_empty() {
+                complete(head, true);
+            } else {
+                self.held.extend_from_slice(head);
+                complete(&self.held, false);
+                self.held.clear();
+            }
+            rest = tail;
+        }
+        self.held.extend_from_slice(rest);
+    }
+
+    /// Whether part of an event is held.
+    pub(super) fn partial(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// At the body's end: the bytes still held, and whether they are a whole event (one whose
+    /// blank line ended in a CR that nothing followed, see `blank_line_end`).
+    pub(super) fn finish(&mut self) -> (Vec<u8>, bool) {
+        let held = std::mem::take(&mut self.held);
+        let whole = blank_line_end(&held, true).is_some();
+        (held, whole)
+    }
+}
+
+/// Where in `next` the event begun in `held` ends (just after its blank line), if it does: 0
+/// when the held bytes were a whole event waiting only to learn that no LF followed their CR.
 fn event_end(held: &[u8], next: &[u8]) -> Option<usize> {
-    // The blank line may straddle the two, so the last three held bytes are looked at too.
+    // The blank line may straddle the two (it is at most four bytes, `\r\n\r\n`), so the last
+    // three held bytes are looked at too.
     let carried = &held[held.len().saturating_sub(3)..];
     if carried.is_empty() {
-        return blank_line_end(next);
+        return blank_line_end(next, false);
     }
     let joined = [carried, next].concat();
-    blank_line_end(&joined).map(|end| end - carried.len())
+    // (Held bytes end no event before their last byte, so this never goes below zero.)
+    blank_line_end(&joined, false).and_then(|end| end.checked_sub(carried.len()))
 }
 
-/// Just past the first `\n\n` or `\r\n\r\n` in `bytes`.
-fn blank_line_end(bytes: &[u8]) -> Option<usize> {
-    let lf = memmem::find(bytes, b"\n\n").map(|at| at + 2);
-    let crlf = memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4);
-    match (lf, crlf) {
-        (Some(lf), Some(crlf)) => Some(lf.min(crlf)),
-        (lf, crlf) => lf.or(crlf),
+/// Just past the first blank line in `bytes`. SSE ends a line with CRLF, LF or CR, and an event
+/// with an empty line. A CR as the last byte may be the first half of a CRLF, so unless `bytes`
+/// is all there will be (`at_end`), a blank line that ends with it is not known to be complete.
+fn blank_line_end(bytes: &[u8], at_end: bool) -> Option<usize> {
+    memchr::memchr2_iter(b'\n', b'\r', bytes).find_map(|at| {
+        let next_line = line_end_after(bytes, at);
+        match bytes.get(next_line)? {
+            b'\n' => Some(next_line + 1),
+            b'\r' => {
+                let end = line_end_after(bytes, next_line);
+                (end < bytes.len() || bytes[end - 1] == b'\n' || at_end).then_some(end)
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Just past the line end that starts at `at` (a CR or an LF).
+fn line_end_after(bytes: &[u8], at: usize) -> usize {
+    if bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n') {
+        at + 2
+    } else {
+        at + 1
     }
 }
 
-/// The byte range of the JSON object on an event's only `data:` line.
+/// The byte range of the JSON object on an event's only `data:` line (`None` if it has no data
+/// line, more than one, or one that does not hold an object).
 pub(super) fn data_json(event: &[u8]) -> Option<Range<usize>> {
-    let start = find(event, b"data:")?;
-    if start > 0 && event[start - 1] != b'\n' {
-        return None;
+    let mut found = None;
+    let mut line_start = 0;
+    while line_start < event.len() {
+        let line_end = memchr::memchr2(b'\n', b'\r', &event[line_start..])
+            .map_or(event.len(), |at| line_start + at);
+        let line = &event[line_start..line_end];
+        // A line `data` alone is a data line too (with an empty value).
+        if line.starts_with(b"data:") || line == b"data" {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(line_start..line_end);
+        }
+        line_start = if line_end < event.len() {
+            line_end_after(event, line_end)
+        } else {
+            line_end
+        };
     }
-    let mut from = start + b"data:".len();
+    let line = found?;
+    let mut from = line.start + b"data:".len();
     if event.get(from) == Some(&b' ') {
         from += 1;
     }
-    let line_end = event[from..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map_or(event.len(), |end| from + end);
-    if find(&event[line_end..], b"data:").is_some() || event.get(from) != Some(&b'{') {
-        return None;
-    }
-    Some(from..line_end)
+    (from < line.end && event[from] == b'{').then_some(from..line.end)
 }
 
 /// A member of a JSON object: the bytes to remove to delete it (with one comma, so what remains

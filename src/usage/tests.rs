@@ -116,7 +116,7 @@ fn usage_at_the_end_of_a_large_json_body_is_found_from_its_tail() {
         total_tokens: 9,
     };
     assert_eq!(usage, Some(expected));
-    if let UsageWatch::Json { kept, .. } = watch {
+    if let UsageWatch(Watch::Json { kept, .. }) = watch {
         assert!(kept < 2 * JSON_TAIL_BYTES, "kept {kept} bytes");
     }
 }
@@ -159,4 +159,49 @@ fn a_partly_sent_event_is_recognised_across_chunks() {
     let mut restored = UsageWatch::sse(true);
     assert_eq!(restored.pass(Bytes::from_static(b"data: {\"a\"")), None);
     assert!(!restored.sent_partial_event());
+}
+
+#[test]
+fn a_restored_chunk_of_whole_unchanged_events_goes_on_as_the_same_bytes() {
+    let mut watch = UsageWatch::sse(true);
+    let whole = Bytes::from(format!("{CHUNK}\n\n: keep-alive\n\n"));
+    let out = watch.pass(whole.clone()).unwrap();
+    assert_eq!(out.as_ptr(), whole.as_ptr());
+    assert_eq!(out.len(), whole.len());
+    // Whole events followed by the start of another: the events, still from the same buffer.
+    let with_start = Bytes::from(format!("{CHUNK}\n\ndata: {{\"a\""));
+    let out = watch.pass(with_start.clone()).unwrap();
+    assert_eq!(out.as_ptr(), with_start.as_ptr());
+    assert_eq!(&out[..], format!("{CHUNK}\n\n").as_bytes());
+}
+
+#[test]
+fn bytes_held_from_the_last_read_are_never_swapped_for_as_many_bytes_of_this_one() {
+    // The held start of an event and the held-back start of the next are both 6 bytes long:
+    // the chunk between them must not go on in place of what was held.
+    let stream = format!("{CHUNK}\n\n{CHUNK}\n\n");
+    let second = CHUNK.len() + 2;
+    let mut watch = UsageWatch::sse(true);
+    let (out, _) = run(&mut watch, stream.as_bytes(), &[6, second + 6]);
+    assert_eq!(String::from_utf8(out).unwrap(), stream);
+}
+
+#[test]
+fn every_sse_line_end_ends_an_event() {
+    for eol in ["\n", "\r\n", "\r"] {
+        let with_flag = format!(
+            ": hi{eol}{}{eol}{eol}{USAGE_ONLY}{eol}{eol}data: [DONE]{eol}{eol}",
+            with_usage_null(CHUNK)
+        );
+        let without = format!(": hi{eol}{CHUNK}{eol}{eol}data: [DONE]{eol}{eol}");
+        for cut in 0..with_flag.len() {
+            let (out, usage) = run(&mut UsageWatch::sse(true), with_flag.as_bytes(), &[cut]);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                without,
+                "{eol:?} cut at {cut}"
+            );
+            assert_eq!(usage, Some(EXPECTED), "{eol:?} cut at {cut}");
+        }
+    }
 }
