@@ -3,6 +3,9 @@
 
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use crate::support::upstream::FakeUpstream;
+use axum::body::Bytes;
+
+use crate::support::http_client;
 use crate::support::{
     BinaryProxy, OTHER_REAL_KEY, OTHER_WRAPPER_KEY, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json,
     openai, run_binary_to_exit, run_sdk_script,
@@ -230,4 +233,117 @@ async fn the_python_sdk_meets_key_policy_from_secrets_manager() {
             &hash_key(HIDDEN),
         ],
     );
+}
+
+/// The stream of the bug report's shape: CRLF line ends, comments, multi-byte text, an in-band
+/// error event, `[DONE]`; as an upstream that ignores `stream_options` sends it (nothing to undo)
+/// or one that honours it. Returns the upstream's bytes in pieces that cut every event in three,
+/// and what the client must receive.
+fn pieces_of_a_chat_stream(with_flag: bool) -> (Vec<Bytes>, String) {
+    let null = if with_flag { ",\"usage\":null" } else { "" };
+    let mut upstream = String::from(": OPENROUTER PROCESSING\r\n\r\n");
+    let mut client = upstream.clone();
+    for (n, text) in ["Hé", "llo ", "wörld", "! ✓"].into_iter().enumerate() {
+        let chunk = |usage: &str| {
+            format!(
+                "data: {{\"id\":\"c{n}\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]{usage}}}\r\n\r\n"
+            )
+        };
+        upstream.push_str(&chunk(null));
+        client.push_str(&chunk(""));
+    }
+    let error = "data: {\"error\":{\"message\":\"slow down\",\"type\":\"server_error\"}}\r\n\r\n";
+    upstream.push_str(error);
+    client.push_str(error);
+    if with_flag {
+        upstream.push_str("data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\r\n\r\n");
+    }
+    upstream.push_str("data: [DONE]\r\n\r\n");
+    client.push_str("data: [DONE]\r\n\r\n");
+    // Two cuts in every event, at offsets that grow by two from one event to the next, so the
+    // bytes held back from one read are as many as those held from the read before (the bug's
+    // shape); and one cut inside "é".
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    for (n, event) in upstream.split_inclusive("\r\n\r\n").enumerate() {
+        for offset in [3 + 2 * n, 5 + 2 * n] {
+            if offset < event.len() {
+                cuts.push(start + offset);
+            }
+        }
+        start += event.len();
+    }
+    cuts.push(upstream.find('é').unwrap() + 1);
+    cuts.sort_unstable();
+    cuts.push(upstream.len());
+    let bytes = Bytes::from(upstream);
+    let mut from = 0;
+    let pieces = cuts
+        .into_iter()
+        .map(|to| {
+            let piece = bytes.slice(from..to);
+            from = to;
+            piece
+        })
+        .collect();
+    (pieces, client)
+}
+
+/// A chat stream whose request has no `stream_options`, so the proxy asks for usage and undoes
+/// it (the default), reaches the client byte for byte though the upstream writes every event in
+/// pieces (HTTP chunks, which the proxy reads one by one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stream_written_in_pieces_reaches_the_client_byte_for_byte() {
+    for with_flag in [false, true] {
+        let (pieces, client) = pieces_of_a_chat_stream(with_flag);
+        let events = client.matches("\r\n\r\n").count();
+        assert!(pieces.len() > 2 * events, "{} pieces", pieces.len());
+        let upstream = FakeUpstream::start(move |_| {
+            let stream = futures_util::stream::iter(
+                pieces
+                    .clone()
+                    .into_iter()
+                    .map(Ok::<_, std::convert::Infallible>),
+            );
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(stream))
+                .unwrap()
+        })
+        .await;
+        let keys = TempFile::with_contents("keys.json", &key_map_json());
+        let proxy = BinaryProxy::start(&[
+            ("KEY_MAP_FILE", keys.path_str()),
+            ("UPSTREAM_BASE_URL", &upstream.base_url()),
+        ]);
+        let response = http_client()
+            .post(format!("{}/chat/completions", proxy.base_url()))
+            .bearer_auth(WRAPPER_KEY)
+            .header("content-type", "application/json")
+            .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            client,
+            "with_flag {with_flag}"
+        );
+        // The proxy did ask for usage: that is what it undid.
+        let sent = &upstream.received()[1].body;
+        assert!(
+            String::from_utf8_lossy(sent).contains("include_usage"),
+            "{sent:?}"
+        );
+        let log = proxy.stop();
+        let tokens = if with_flag {
+            "total_tokens=7"
+        } else {
+            "outcome=\"error_event\""
+        };
+        assert!(log.contains(tokens), "{log}");
+    }
 }

@@ -3,16 +3,20 @@
 //! never panics and never changes a stream it was not asked to restore, and restores any chat
 //! stream with `include_usage` to the stream without it, however it is cut into chunks.
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
+use http_body_util::BodyExt;
 use lambda_http::tower::ServiceExt;
 use openai_proxy::app::router;
 use openai_proxy::headers::bearer_token;
 use openai_proxy::keymap::KeyMap;
+use openai_proxy::metering::{Metering, RequestRecord};
+use openai_proxy::stream::Relayed;
 use openai_proxy::usage::UsageWatch;
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::support::chat_stream::{self, split_points};
 use crate::support::state;
 use crate::support::upstream::closed_port;
 
@@ -76,16 +80,12 @@ proptest! {
     }
 }
 
-/// Feeds `bytes` to `watch` cut at `cuts` (sorted, deduplicated, in range); returns the output.
-fn watched(watch: &mut UsageWatch, bytes: &[u8], cuts: &[usize]) -> Vec<u8> {
-    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    points.push(bytes.len());
+/// Feeds `bytes` to `watch` in reads ending at `points`; returns what the client got.
+fn watched(watch: &mut UsageWatch, bytes: &[u8], points: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut from = 0;
-    for to in points {
-        if let Some(chunk) = watch.pass(axum::body::Bytes::copy_from_slice(&bytes[from..to])) {
+    for &to in points {
+        if let Some(chunk) = watch.pass(Bytes::copy_from_slice(&bytes[from..to])) {
             out.extend_from_slice(&chunk);
         }
         from = to;
@@ -96,22 +96,38 @@ fn watched(watch: &mut UsageWatch, bytes: &[u8], cuts: &[usize]) -> Vec<u8> {
     out
 }
 
-/// A chat stream of `contents` as OpenAI writes it, with or without `include_usage`.
-fn chat_stream(contents: &[String], include_usage: bool) -> String {
-    let mut out = String::new();
-    for content in contents {
-        let mut chunk = json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}}]});
-        if include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        out.push_str(&format!("data: {chunk}\n\n"));
-    }
-    if include_usage {
-        let last = json!({"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
-        out.push_str(&format!("data: {last}\n\n"));
-    }
-    out.push_str("data: [DONE]\n\n");
-    out
+/// The whole relay over `bytes` in reads ending at `points`, as the server polls it; returns
+/// the body the client got.
+fn relayed(bytes: &[u8], points: &[usize], undo_include_usage: bool) -> Vec<u8> {
+    let mut from = 0;
+    let reads: Vec<Result<Bytes, reqwest::Error>> = points
+        .iter()
+        .map(|&to| {
+            let read = Bytes::copy_from_slice(&bytes[from..to]);
+            from = to;
+            Ok(read)
+        })
+        .collect();
+    let metering = Metering {
+        emf_namespace: None,
+        include_stream_usage: true,
+    };
+    let record = RequestRecord::new(&metering, None, &Method::POST, "/v1/chat/completions");
+    let body = Relayed::new(
+        futures_util::stream::iter(reads),
+        None,
+        None,
+        UsageWatch::sse(undo_include_usage),
+        record,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(body.collect())
+        .unwrap()
+        .to_bytes()
+        .to_vec()
 }
 
 proptest! {
@@ -121,40 +137,52 @@ proptest! {
     /// byte on unchanged.
     #[test]
     fn the_usage_watch_is_total(
-        bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n'), Just(b'{'), Just(b'"')], 0..300),
+        bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n'), Just(b'\r'), Just(b'{'), Just(b'"')], 0..300),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
     ) {
+        let points = split_points(&cuts, bytes.len());
         for undo in [false, true] {
             let mut watch = UsageWatch::sse(undo);
-            let out = watched(&mut watch, &bytes, &cuts);
+            let out = watched(&mut watch, &bytes, &points);
             if !undo {
                 prop_assert_eq!(&out, &bytes);
             }
             let _ = watch.usage();
         }
         let mut json = UsageWatch::json();
-        prop_assert_eq!(watched(&mut json, &bytes, &cuts), bytes);
+        prop_assert_eq!(watched(&mut json, &bytes, &points), bytes);
         let _ = json.usage();
     }
 
-    /// Any chat content (quotes, braces, `"usage":null` in the text itself), any chunking: the
-    /// restored stream is byte for byte the stream without the flag, and the usage is read.
+    /// A realistic chat stream (see `support::chat_stream`) split into 1 to 40 reads anywhere:
+    /// a watch restoring it gives the client exactly the upstream's bytes less the flag's
+    /// additions, and reads the usage.
     #[test]
-    fn include_usage_is_undone_whatever_the_content_and_chunking(
-        contents in proptest::collection::vec(prop_oneof![
-            ".{0,12}",
-            Just("\"usage\":null".to_owned()),
-            Just("},\"usage\":null}".to_owned()),
-            Just("data: [DONE]\n\n".to_owned()),
-        ], 0..6),
-        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    fn include_usage_is_undone_byte_for_byte_however_reads_split_the_stream(
+        spec in proptest::collection::vec(any::<u8>(), 0..160),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
     ) {
-        let with_flag = chat_stream(&contents, true);
-        let without = chat_stream(&contents, false);
+        let stream = chat_stream::decode(&spec);
+        let points = split_points(&cuts, stream.upstream.len());
         let mut watch = UsageWatch::sse(true);
-        let out = watched(&mut watch, with_flag.as_bytes(), &cuts);
-        prop_assert_eq!(String::from_utf8_lossy(&out), without);
-        prop_assert_eq!(watch.usage().map(|u| u.total_tokens), Some(5));
+        let out = watched(&mut watch, &stream.upstream, &points);
+        prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&stream.client));
+        prop_assert_eq!(watch.usage().map(|u| u.total_tokens), stream.total_tokens);
+    }
+
+    /// The same property for the whole relay as the server polls it, restoring or only
+    /// observing (which passes every byte).
+    #[test]
+    fn the_relay_gives_the_client_the_upstreams_bytes_however_reads_split_them(
+        spec in proptest::collection::vec(any::<u8>(), 0..160),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+    ) {
+        let stream = chat_stream::decode(&spec);
+        let points = split_points(&cuts, stream.upstream.len());
+        let restored = relayed(&stream.upstream, &points, true);
+        prop_assert_eq!(String::from_utf8_lossy(&restored), String::from_utf8_lossy(&stream.client));
+        let observed = relayed(&stream.upstream, &points, false);
+        prop_assert_eq!(observed, stream.upstream);
     }
 }
 

@@ -2,6 +2,7 @@
 //! external tools the end-to-end tests drive. Every port is a free loopback port, every wait is
 //! bounded, and every process started here is killed when its guard drops.
 
+pub mod chat_stream;
 pub mod clients;
 pub mod emf;
 pub mod lambda;
