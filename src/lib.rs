@@ -1,7 +1,7 @@
 //! openai-proxy: an OpenAI-compatible proxy that swaps a wrapper key for a real upstream key.
 //!
-//! The request path: a front door (the Lambda runtime in response-streaming mode, or a local
-//! HTTP server) hands the request to [`app::router`]; [`proxy::forward`] authenticates the
+//! The request path: a front door ([`lambda`]: the Lambda runtime in response-streaming mode, or
+//! [`local`]: a plain HTTP server) hands the request to [`app::router`]; [`proxy::forward`] authenticates the
 //! wrapper key against the [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a
 //! [`secrets::KeySource`]: Secrets Manager or a file), sends the request upstream with the real key through
 //! the shared client from [`upstream`], and relays status, allowed headers and body bytes as
@@ -16,6 +16,7 @@ pub mod error;
 pub mod headers;
 pub mod keymap;
 pub mod keys;
+pub mod lambda;
 pub mod local;
 pub mod logging;
 pub mod metering;

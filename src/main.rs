@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use openai_proxy::config::{Config, FrontDoor};
-use openai_proxy::{app, keys, local, logging};
+use openai_proxy::{app, keys, lambda, local, logging};
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -36,7 +36,7 @@ async fn serve() -> ExitCode {
     };
     let router = app::router(state);
     let served = match config.front_door {
-        FrontDoor::Lambda => lambda_http::run_with_streaming_response_concurrent(router).await,
+        FrontDoor::Lambda => lambda::serve(router).await,
         FrontDoor::Local { listen_addr } => {
             local::serve(listen_addr, router).await.map_err(Into::into)
         }

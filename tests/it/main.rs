@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod hostile;
 mod lambda_events;
+mod lambda_runtime;
 mod lambda_watch;
 mod metering;
 mod properties;

@@ -9,6 +9,7 @@ pub mod lambda;
 pub mod moto;
 pub mod openai;
 pub mod process;
+pub mod runtime_api;
 pub mod upstream;
 
 use std::collections::HashMap;
