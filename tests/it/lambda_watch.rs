@@ -2,14 +2,17 @@
 //! function URL, the built binary as the function, its key map in moto's Secrets Manager, a fake
 //! upstream, and the official Python and Node SDKs at `/lambda-url/openai-proxy/v1`.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::StatusCode;
 
 use crate::binary::assert_no_key_in;
 use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
-use crate::support::upstream::{FakeUpstream, LongStream, long_stream};
+use crate::support::upstream::{FakeUpstream, HeadDelay, LongStream, long_stream};
 use crate::support::{
     BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, leave_after_first_chunk, openai,
     run_node_sdk, run_sdk_script,
@@ -95,19 +98,17 @@ async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
     assert_no_key_in(&log, &[WRAPPER_KEY, REAL_KEY, "wrapper-key-mallory"]);
 }
 
-/// One stream from a model that thinks before its first byte, through the emulated function URL;
-/// returns how long it took.
-async fn thinking_stream(base_url: &str) -> Duration {
-    let started = Instant::now();
+/// How long a test waits for something that should happen at once (a bound, not a speed).
+const BOUND: Duration = Duration::from_secs(30);
+
+/// A streaming chat through the emulated function URL; its body must arrive whole.
+async fn stream_to_the_end(base_url: &str) {
     let response = crate::support::http_client()
         .post(format!("{base_url}/chat/completions"))
         .bearer_auth(WRAPPER_KEY)
         .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"model":"o4-mini{}","stream":true,"messages":[]}}"#,
-            openai::THINKING_SUFFIX
-        ))
-        .timeout(Duration::from_secs(30))
+        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+        .timeout(BOUND)
         .send()
         .await
         .unwrap();
@@ -118,26 +119,52 @@ async fn thinking_stream(base_url: &str) -> Duration {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    started.elapsed()
 }
 
+/// Four streams whose upstream holds every first byte until all four requests have reached it:
+/// one invocation at a time (as without `AWS_LAMBDA_MAX_CONCURRENCY`) can never get there, since
+/// the first stream would have to end before the second invocation begins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_managed_instances_one_process_serves_concurrent_streams() {
-    let deployment = Deployment::start(&[("AWS_LAMBDA_MAX_CONCURRENCY", "4")]).await;
-    let base_url = deployment.emulator.base_url();
+    let together = Arc::new(tokio::sync::Barrier::new(4));
+    let met = Arc::new(AtomicUsize::new(0));
+    let (barrier, count) = (together.clone(), met.clone());
+    let upstream = FakeUpstream::start(move |_| {
+        let (barrier, count) = (barrier.clone(), count.clone());
+        let first = async move {
+            // Bounded, so a runtime that polls one invocation at a time fails instead of hanging.
+            if tokio::time::timeout(BOUND, barrier.wait()).await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from_static(
+                b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n",
+            ))
+        };
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(futures_util::stream::once(
+                first,
+            )))
+            .unwrap()
+    })
+    .await;
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let emulator = LambdaEmulator::start().await;
+    let upstream_url = upstream.base_url();
+    let function = emulator.start_function(&[
+        ("KEY_MAP_FILE", keys.path_str()),
+        ("UPSTREAM_BASE_URL", &upstream_url),
+        ("AWS_LAMBDA_MAX_CONCURRENCY", "4"),
+    ]);
 
-    let one = thinking_stream(&base_url).await;
-    let started = Instant::now();
-    let four = futures_util::future::join_all((0..4).map(|_| thinking_stream(&base_url))).await;
-    let together = started.elapsed();
-    assert_eq!(four.len(), 4);
-    // Each invocation waits for the upstream's first byte before its response can begin. One
-    // invocation at a time (as without AWS_LAMBDA_MAX_CONCURRENCY) would take about four times
-    // as long as one; the concurrent runner polls four invocations at once in this one process.
-    assert!(
-        together < one * 2,
-        "four concurrent streams took {together:?}, one alone {one:?}"
+    let base_url = emulator.base_url();
+    futures_util::future::join_all((0..4).map(|_| stream_to_the_end(&base_url))).await;
+    assert_eq!(
+        met.load(Ordering::SeqCst),
+        4,
+        "the four streams were never open at the same time"
     );
+    drop(function);
 }
 
 /// Under `cargo lambda watch`, a client that leaves mid-stream stops the upstream stream too: the
@@ -146,10 +173,12 @@ async fn under_managed_instances_one_process_serves_concurrent_streams() {
 /// README on how that waste is bounded.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
-    // 100 frames, 50 ms apart: five seconds of stream unless someone stops it.
+    // 1,000 frames, 50 ms apart: nearly a minute of stream unless someone stops it.
     let LongStream {
-        upstream, produced, ..
-    } = long_stream(100).await;
+        upstream,
+        produced,
+        dropped,
+    } = long_stream(1_000).await;
     let keys = TempFile::with_contents("keys.json", &key_map_json());
     let emulator = LambdaEmulator::start().await;
     let upstream_url = upstream.base_url();
@@ -160,12 +189,67 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
 
     leave_after_first_chunk(&format!("{}/chat/completions", emulator.base_url())).await;
 
-    // Well past the point where an unstopped stream would have produced 40 more frames.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let frames = produced.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(BOUND, dropped)
+        .await
+        .expect("the upstream stream was never dropped after the client left")
+        .unwrap();
+    let frames = produced.load(Ordering::SeqCst);
+    assert!(frames < 1_000, "the upstream stream ran to its end");
+    drop(function);
+}
+
+/// A client that leaves before the upstream's first byte: the function's response then has no
+/// one to go to, and the emulator refuses it. That costs that invocation only; the next request
+/// is answered by the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_cargo_lambda_watch_a_client_gone_before_the_first_byte_costs_one_invocation() {
+    // The upstream thinks for two seconds before its status line.
+    let upstream = FakeUpstream::start(|request| {
+        let mut response = openai::respond(request);
+        response
+            .extensions_mut()
+            .insert(HeadDelay(Duration::from_secs(2)));
+        response
+    })
+    .await;
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let emulator = LambdaEmulator::start().await;
+    let upstream_url = upstream.base_url();
+    let mut function = emulator.start_function(&[
+        ("KEY_MAP_FILE", keys.path_str()),
+        ("UPSTREAM_BASE_URL", &upstream_url),
+    ]);
+    let url = format!("{}/chat/completions", emulator.base_url());
+    let chat = |stream: bool| {
+        crate::support::http_client()
+            .post(&url)
+            .bearer_auth(WRAPPER_KEY)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"gpt-4o-mini","stream":{stream},"messages":[]}}"#
+            ))
+            .timeout(BOUND)
+            .send()
+    };
+
+    // The client leaves once its request has reached the upstream, before any answer.
+    let departing = tokio::spawn(chat(true));
+    let reached = async {
+        while upstream.received().iter().all(|seen| seen.method != "POST") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, reached).await.unwrap();
+    departing.abort();
+
+    for stream in [false, true, true, false] {
+        let next = chat(stream).await.unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
+        assert!(next.text().await.unwrap().contains("chat.completion"));
+    }
     assert!(
-        frames < 20,
-        "the upstream produced {frames} frames after the client left"
+        function.child.0.try_wait().unwrap().is_none(),
+        "the function process exited"
     );
     drop(function);
 }
