@@ -46,10 +46,20 @@ pub fn classify(err: &reqwest::Error) -> ProxyError {
     }
 }
 
+/// The longest the start-up warm-up may take. Lambda gives the whole init phase 10 s; an upstream
+/// that accepts a connection and then says nothing must not spend them (the connect and idle
+/// timeouts alone would allow 10 s and 600 s).
+pub const WARM_UP_BOUND: Duration = Duration::from_secs(3);
+
 /// Opens a pooled connection (TCP and TLS) to the upstream ahead of the first request. The
 /// request carries no key; whatever the upstream answers, the connection stays in the pool.
+/// Bounded by `WARM_UP_BOUND`, and never a reason to fail start-up.
 pub async fn warm_up(client: &reqwest::Client, upstream_base: &str) {
-    match client.head(format!("{upstream_base}/models")).send().await {
+    let warm_up = client
+        .head(format!("{upstream_base}/models"))
+        .timeout(WARM_UP_BOUND)
+        .send();
+    match warm_up.await {
         Ok(response) => tracing::debug!(
             status = response.status().as_u16(),
             "upstream connection warmed"
@@ -57,5 +67,39 @@ pub async fn warm_up(client: &reqwest::Client, upstream_base: &str) {
         Err(err) => {
             tracing::warn!(error = %err, "could not open a connection to the upstream at start-up")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that accepts the connection and never answers does not hold start-up past
+    /// the bound (tokio's paused clock: the bound passes as soon as nothing else can happen).
+    #[tokio::test(start_paused = true)]
+    async fn the_warm_up_gives_up_on_a_silent_upstream_at_its_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let config = crate::config::Config::from_lookup(|name| match name {
+            "UPSTREAM_BASE_URL" => Some(format!("http://{addr}/v1")),
+            "KEY_MAP_FILE" => Some("unused".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let client = client(&config).unwrap();
+        let started = tokio::time::Instant::now();
+        let warmed = tokio::time::timeout(
+            Duration::from_secs(60),
+            warm_up(&client, &format!("http://{addr}/v1")),
+        )
+        .await;
+        assert!(warmed.is_ok(), "the warm-up waited for the idle timeout");
+        assert!(started.elapsed() <= WARM_UP_BOUND + Duration::from_millis(100));
     }
 }
