@@ -1,10 +1,10 @@
 //! Secrets Manager for the tests: moto's server on a free loopback port, reached through the real
-//! `aws-sdk-secretsmanager`, plus a relay in front of it that counts `GetSecretValue` calls and can
-//! answer with an injected fault instead of forwarding.
+//! `aws-sdk-secretsmanager`, plus a relay in front of it that counts `GetSecretValue` calls, can
+//! hold them until the test releases them, and can answer with an injected fault instead of
+//! forwarding.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{ChildGuard, python};
@@ -124,26 +125,36 @@ pub enum Fault {
     AccessDenied,
 }
 
-/// Forwards everything to moto, counting `GetSecretValue` calls.
+/// Forwards everything to moto, counting `GetSecretValue` calls. While held, a call is counted
+/// when it arrives and forwarded (or faulted) only once released, so a test can gather callers
+/// behind one refresh that is still in flight.
 pub struct Relay {
     pub endpoint: String,
-    calls: Arc<AtomicUsize>,
+    calls: Arc<watch::Sender<usize>>,
+    held: Arc<watch::Sender<bool>>,
     fault: Arc<Mutex<Option<Fault>>>,
     task: JoinHandle<()>,
 }
 
 impl Relay {
     pub async fn start(target: &str) -> Self {
-        let calls = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(watch::Sender::new(0));
+        let held = Arc::new(watch::Sender::new(false));
         let fault = Arc::new(Mutex::new(None));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let (target, counted, injected) = (target.to_owned(), calls.clone(), fault.clone());
+        let (target, counted, gate, injected) = (
+            target.to_owned(),
+            calls.clone(),
+            held.clone(),
+            fault.clone(),
+        );
         let http = super::http_client();
         let app = axum::Router::new().fallback(move |request: Request| {
-            let (target, counted, injected, http) = (
+            let (target, counted, gate, injected, http) = (
                 target.clone(),
                 counted.clone(),
+                gate.clone(),
                 injected.clone(),
                 http.clone(),
             );
@@ -154,7 +165,9 @@ impl Relay {
                     .get("x-amz-target")
                     .is_some_and(|target| target == "secretsmanager.GetSecretValue");
                 if is_get {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                    counted.send_modify(|calls| *calls += 1);
+                    // Ends on release; the sender lives as long as this handler.
+                    let _ = gate.subscribe().wait_for(|held| !*held).await;
                     let fault = *injected.lock().unwrap();
                     if let Some(fault) = fault {
                         return fault_response(fault);
@@ -193,13 +206,30 @@ impl Relay {
         Self {
             endpoint: format!("http://{addr}"),
             calls,
+            held,
             fault,
             task,
         }
     }
 
+    /// Calls that have arrived, held ones included.
     pub fn get_secret_value_calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        *self.calls.borrow()
+    }
+
+    /// Waits until `calls` calls have arrived; the caller bounds the wait.
+    pub async fn until_calls(&self, calls: usize) {
+        let mut arrived = self.calls.subscribe();
+        let _ = arrived.wait_for(|arrived| *arrived >= calls).await;
+    }
+
+    /// Holds every `GetSecretValue` call from now until [`Relay::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn inject(&self, fault: Option<Fault>) {
@@ -209,6 +239,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.release();
         self.task.abort();
     }
 }
