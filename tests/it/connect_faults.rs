@@ -1,7 +1,8 @@
 //! Upstream faults before any response: TLS that fails (an untrusted certificate, a plain-HTTP
 //! server behind an `https://` URL, a server that never finishes the handshake) and DNS that
-//! fails or never answers. Each is a 502 or 504 in OpenAI's shape, within the connect timeout.
-//! (Connection refused, no first byte, 429 and 5xx are in `errors.rs`.)
+//! fails or never answers. Each is a 502 or 504 in OpenAI's shape: a fault is reported when it
+//! happens, a silence at the connect timeout. (Connection refused, no first byte, 429 and 5xx are
+//! in `errors.rs`.)
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,19 +16,30 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types};
 
 use crate::support::upstream::FakeUpstream;
-use crate::support::{InProcessProxy, config, openai, state};
+use crate::support::{InProcessProxy, WRAPPER_KEY, config, http_client_builder, openai, state};
 use openai_proxy::upstream;
 
-/// Every case must end well inside this, with the connect timeout set to one second.
-const ANSWERED_WITHIN: Duration = Duration::from_secs(4);
+/// Only keeps a broken build from hanging: every answer is expected within a second or so.
+const GUARD: Duration = Duration::from_secs(30);
+/// For a silence: the connect timeout is what must answer.
 const ONE_SECOND_CONNECT: [(&str, &str); 1] = [("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "1")];
+/// For a fault: a connect timeout far past `GUARD`, so an answer at all shows the fault was
+/// reported when it happened, not at the timeout, and a slow handshake cannot turn it into a 504.
+const TEN_MINUTE_CONNECT: [(&str, &str); 1] = [("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "600")];
 
 /// Sends a chat request through `proxy`; returns the status, the error code and how long it took.
 async fn outcome(proxy: &InProcessProxy) -> (u16, String, Duration) {
     let started = Instant::now();
-    let response = proxy
-        .post("/v1/chat/completions", r#"{"model":"gpt-4o-mini"}"#)
-        .await;
+    let response = http_client_builder()
+        .timeout(GUARD)
+        .build()
+        .unwrap()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(WRAPPER_KEY)
+        .body(r#"{"model":"gpt-4o-mini"}"#)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"]["type"], "server_error", "{body}");
@@ -90,10 +102,9 @@ impl Drop for UntrustedTls {
 async fn an_upstream_certificate_nobody_trusts_is_a_502() {
     let tls = UntrustedTls::start().await;
     let base = format!("https://{}/v1", tls.addr);
-    let proxy = InProcessProxy::start(&base, &ONE_SECOND_CONNECT).await;
-    let (status, code, took) = outcome(&proxy).await;
+    let proxy = InProcessProxy::start(&base, &TEN_MINUTE_CONNECT).await;
+    let (status, code, _) = outcome(&proxy).await;
     assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
-    assert!(took < ANSWERED_WITHIN, "took {took:?}");
     // The proxy did reach the server and refused its certificate during the handshake.
     let handshakes = tls.handshakes.lock().unwrap().clone();
     assert!(
@@ -110,10 +121,9 @@ async fn an_upstream_certificate_nobody_trusts_is_a_502() {
 async fn a_plain_http_server_behind_an_https_url_is_a_502() {
     let upstream = FakeUpstream::start(openai::respond).await;
     let base = format!("https://{}/v1", upstream.addr);
-    let proxy = InProcessProxy::start(&base, &ONE_SECOND_CONNECT).await;
-    let (status, code, took) = outcome(&proxy).await;
+    let proxy = InProcessProxy::start(&base, &TEN_MINUTE_CONNECT).await;
+    let (status, code, _) = outcome(&proxy).await;
     assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
-    assert!(took < ANSWERED_WITHIN, "took {took:?}");
     assert!(upstream.received().is_empty(), "no HTTP request was made");
 }
 
@@ -131,11 +141,9 @@ async fn a_tls_handshake_that_never_finishes_is_a_504_at_the_connect_timeout() {
     let proxy = InProcessProxy::start(&format!("https://{addr}/v1"), &ONE_SECOND_CONNECT).await;
     let (status, code, took) = outcome(&proxy).await;
     silent.abort();
+    // Not before the timeout; and the answer came within `GUARD`, so it came at the timeout.
     assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
-    assert!(
-        took >= Duration::from_millis(900) && took < ANSWERED_WITHIN,
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
 }
 
 /// A name server stand-in: it records each name it is asked for and either answers that the
@@ -160,12 +168,16 @@ impl Resolve for ScriptedDns {
     }
 }
 
-/// A proxy whose upstream `https://api.upstream.test/v1` is resolved by a `ScriptedDns`.
-async fn behind_scripted_dns(answers: bool) -> (InProcessProxy, Arc<Mutex<Vec<String>>>) {
+/// A proxy whose upstream `https://api.upstream.test/v1` is resolved by a `ScriptedDns`, with
+/// the connect timeout `connect` sets.
+async fn behind_scripted_dns(
+    answers: bool,
+    connect: &[(&str, &str)],
+) -> (InProcessProxy, Arc<Mutex<Vec<String>>>) {
     let base = "https://api.upstream.test/v1";
     let asked = Arc::new(Mutex::new(Vec::new()));
-    let mut state = state(base, &ONE_SECOND_CONNECT).await;
-    state.client = upstream::builder(&config(base, &ONE_SECOND_CONNECT))
+    let mut state = state(base, connect).await;
+    state.client = upstream::builder(&config(base, connect))
         .dns_resolver(Arc::new(ScriptedDns {
             asked: asked.clone(),
             answers,
@@ -177,21 +189,18 @@ async fn behind_scripted_dns(answers: bool) -> (InProcessProxy, Arc<Mutex<Vec<St
 
 #[tokio::test]
 async fn an_upstream_name_that_does_not_resolve_is_a_502() {
-    let (proxy, asked) = behind_scripted_dns(true).await;
-    let (status, code, took) = outcome(&proxy).await;
+    let (proxy, asked) = behind_scripted_dns(true, &TEN_MINUTE_CONNECT).await;
+    let (status, code, _) = outcome(&proxy).await;
     assert_eq!((status, code.as_str()), (502, "upstream_unreachable"));
-    assert!(took < ANSWERED_WITHIN, "took {took:?}");
     assert_eq!(*asked.lock().unwrap(), ["api.upstream.test"]);
 }
 
 #[tokio::test]
 async fn a_name_server_that_never_answers_is_a_504_at_the_connect_timeout() {
-    let (proxy, asked) = behind_scripted_dns(false).await;
+    let (proxy, asked) = behind_scripted_dns(false, &ONE_SECOND_CONNECT).await;
     let (status, code, took) = outcome(&proxy).await;
+    // Not before the timeout; and the answer came within `GUARD`, so it came at the timeout.
     assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
-    assert!(
-        took >= Duration::from_millis(900) && took < ANSWERED_WITHIN,
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
     assert_eq!(*asked.lock().unwrap(), ["api.upstream.test"]);
 }

@@ -138,7 +138,7 @@ async fn each_wrapper_key_maps_to_its_own_real_key_and_models_is_forwarded() {
 }
 
 /// Serves one scripted response to the first request, for tests that need exact bytes or timing.
-async fn upstream_serving(response: Response) -> FakeUpstream {
+pub async fn upstream_serving(response: Response) -> FakeUpstream {
     let once = Mutex::new(Some(response));
     FakeUpstream::start(move |_| once.lock().unwrap().take().expect("one request only")).await
 }
@@ -263,21 +263,24 @@ async fn upstream_5xx_bodies_pass_through_unchanged() {
 
 #[tokio::test]
 async fn a_stream_slower_than_the_idle_timeout_per_chunk_is_never_cut_while_chunks_flow() {
-    // Chunks every 400 ms for 2.4 s in total: longer than the 1 s idle timeout overall, but never
-    // idle for that long, so the stream must arrive whole.
+    // A chunk every 100 ms for 2.5 s: longer than the 2 s idle timeout overall, but never idle
+    // for long, so the stream must arrive whole. The gaps are a twentieth of the timeout: the
+    // process would have to stall for nearly two seconds to make one look idle.
+    const CHUNKS: usize = 25;
     let (tx, response) = scripted_stream("text/event-stream");
     let upstream = upstream_serving(response).await;
     let proxy = InProcessProxy::start(
         &upstream.base_url(),
-        &[("UPSTREAM_IDLE_TIMEOUT_SECONDS", "1")],
+        &[("UPSTREAM_IDLE_TIMEOUT_SECONDS", "2")],
     )
     .await;
+    let started = std::time::Instant::now();
     let sender = tokio::spawn(async move {
-        for n in 0..6 {
+        for n in 0..CHUNKS {
             tx.send(Bytes::from(format!("data: {n}\n\n")))
                 .await
                 .unwrap();
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     let response = proxy
@@ -285,8 +288,10 @@ async fn a_stream_slower_than_the_idle_timeout_per_chunk_is_never_cut_while_chun
         .await;
     let body = response.bytes().await.unwrap();
     sender.await.unwrap();
-    let expected: String = (0..6).map(|n| format!("data: {n}\n\n")).collect();
+    let expected: String = (0..CHUNKS).map(|n| format!("data: {n}\n\n")).collect();
     assert_eq!(body, expected.as_bytes());
+    // The sleeps alone add up to more than the idle timeout.
+    assert!(started.elapsed() >= Duration::from_secs(2));
 }
 
 #[tokio::test]
