@@ -43,6 +43,8 @@ impl Moto {
         let port = super::upstream::closed_port().port();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // The README's role steps attach AWS's managed logging policy.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
