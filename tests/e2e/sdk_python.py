@@ -5,15 +5,20 @@ proxy binary and passes their coordinates in the environment:
   OPENAI_PROXY_BASE_URL  the proxy's base_url, ending in /v1
   OPENAI_PROXY_KEY       a wrapper key the proxy knows
   EXPECTED_REPLY         the text the fake upstream answers with
+  HELD_MODEL_PREFIX      a model name that, with a token appended, the fake upstream streams up to
+                         its first word and then holds until released
+  OPENAI_PROXY_TEST_UPSTREAM  the fake upstream's own base_url, where a held stream is released
 
 Every check raises on failure; the script prints one line per passing check.
 """
 
 import base64
+import json
 import os
 import struct
 import sys
-import time
+import urllib.request
+import uuid
 
 import openai
 from openai import OpenAI
@@ -49,13 +54,20 @@ for chunk in stream:
 check("create(stream=True) text", "".join(pieces) == expected, pieces)
 check("create(stream=True) arrives as several chunks", chunk_count > 3, chunk_count)
 
-# The chunks must arrive as the upstream sends them (one every 150 ms for this model), not at
-# the end: the first and last content chunk are well apart.
-arrivals = []
-for chunk in client.chat.completions.create(model="gpt-4o-mini-slow", messages=messages, stream=True):
+# The chunks must arrive as the upstream sends them, not at the end: this stream's upstream holds
+# everything after its first word until this client, holding that word, releases it.
+token = uuid.uuid4().hex
+held_model = os.environ["HELD_MODEL_PREFIX"] + token
+release_url = f"{os.environ['OPENAI_PROXY_TEST_UPSTREAM']}/test-release/{token}"
+held, pieces = None, []
+for chunk in client.chat.completions.create(model=held_model, messages=messages, stream=True):
     if chunk.choices and chunk.choices[0].delta.content:
-        arrivals.append(time.monotonic())
-check("streamed chunks arrive one by one", arrivals[-1] - arrivals[0] > 0.4, arrivals)
+        pieces.append(chunk.choices[0].delta.content)
+        if held is None:
+            with urllib.request.urlopen(release_url, timeout=20) as released:
+                held = json.load(released)["held"]
+check("streamed chunks arrive one by one", held is True, held)
+check("the held stream's text", "".join(pieces) == expected, pieces)
 
 # The stream helper: its events have a .type, not .choices (the seed README got this wrong).
 deltas = []

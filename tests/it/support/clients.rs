@@ -29,7 +29,10 @@ async fn run_client(program: PathBuf, script: PathBuf, envs: &[(&str, &str)]) ->
         .arg(&script)
         .envs(envs.iter().copied())
         .env("EXPECTED_REPLY", openai::REPLY)
-        .env("SLOW_MODEL", format!("gpt-4o-mini{}", openai::SLOW_SUFFIX))
+        .env(
+            "HELD_MODEL_PREFIX",
+            format!("gpt-4o-mini{}", openai::HELD_INFIX),
+        )
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .kill_on_drop(true);

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::upstream::{HeadDelay, Received};
@@ -19,9 +20,25 @@ pub const REPLY: &str = "Hello from the fake upstream";
 /// round-trips to the same numbers.
 /// Pause between streamed events, so a stream is a stream and not one packet.
 const PACE: Duration = Duration::from_millis(5);
-/// A model name ending in this is streamed slowly enough for a client to time the arrivals.
-pub const SLOW_SUFFIX: &str = "-slow";
-const SLOW_PACE: Duration = Duration::from_millis(150);
+/// A model named `…-held-TOKEN` streams its first word, then holds the rest until the client asks
+/// `GET /v1/test-release/TOKEN` of this upstream (or `HOLD_AT_MOST` passes). The release answers
+/// whether the stream was still held: `{"held": true}` proves the client got the first word while
+/// the upstream had not yet sent the rest, so the proxy streamed it, whatever the machine's speed.
+pub const HELD_INFIX: &str = "-held-";
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+
+/// Held streams waiting for their release, by token.
+static HELD: std::sync::Mutex<Vec<(String, tokio::sync::oneshot::Sender<()>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Releases the held stream `token`; whether one was waiting.
+fn release(token: &str) -> bool {
+    let mut held = HELD.lock().unwrap();
+    match held.iter().position(|(waiting, _)| waiting == token) {
+        Some(at) => held.swap_remove(at).1.send(()).is_ok(),
+        None => false,
+    }
+}
 /// A model name ending in this breaks off its stream with OpenAI's in-band error event.
 pub const ERROR_SUFFIX: &str = "-error";
 pub const IN_BAND_ERROR: &str = r#"data: {"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
@@ -54,13 +71,16 @@ fn answer(request: &Received) -> Response {
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
     match path {
         "/v1/chat/completions" if stream => {
-            let pace = if model.ends_with(SLOW_SUFFIX) {
-                SLOW_PACE
-            } else {
-                PACE
-            };
             let include_usage = body["stream_options"]["include_usage"] == json!(true);
-            sse(chat_chunks(&model, include_usage), pace)
+            let events = chat_chunks(&model, include_usage);
+            match model.split_once(HELD_INFIX) {
+                Some((_, token)) => held_sse(events, token),
+                None => sse(events, PACE),
+            }
+        }
+        release_path if release_path.starts_with("/v1/test-release/") => {
+            let token = release_path.trim_start_matches("/v1/test-release/");
+            json_response(json!({"held": release(token)}))
         }
         "/v1/chat/completions" => json_response(chat_completion(&model)),
         "/v1/embeddings" => json_response(embeddings(&body, &model)),
@@ -86,6 +106,36 @@ fn json_response(value: Value) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// The role and first-word events, then the rest once released (see `HELD_INFIX`).
+fn held_sse(events: Vec<String>, token: &str) -> Response {
+    let (release, released) = tokio::sync::oneshot::channel();
+    HELD.lock().unwrap().push((token.to_owned(), release));
+    let token = token.to_owned();
+    let split = events.len().min(2);
+    let mut events = events.into_iter();
+    let first: Vec<String> = events.by_ref().take(split).collect();
+    let rest: Vec<String> = events.collect();
+    let first = futures_util::stream::iter(first);
+    let rest = futures_util::stream::once(async move {
+        if tokio::time::timeout(HOLD_AT_MOST, released).await.is_err() {
+            // Not released: no longer held, so a late release says so.
+            HELD.lock()
+                .unwrap()
+                .retain(|(waiting, _)| *waiting != token);
+        }
+        futures_util::stream::iter(rest)
+    })
+    .flatten();
+    let stream = first
+        .chain(rest)
+        .map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event)));
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("x-request-id", "req_fake_stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
 /// Sends each event as its own write, `pace` apart.
