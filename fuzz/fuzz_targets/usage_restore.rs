@@ -3,7 +3,6 @@
 //! proxy's own `include_usage` flag added; a watch that only observes changes nothing.
 #![no_main]
 
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use openai_proxy::usage::UsageWatch;
 
@@ -24,28 +23,13 @@ fn reads_and_spec(data: &[u8]) -> (Vec<usize>, &[u8]) {
     (cuts, spec)
 }
 
-fn watched(watch: &mut UsageWatch, bytes: &[u8], points: &[usize]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    for &to in points {
-        if let Some(chunk) = watch.pass(Bytes::copy_from_slice(&bytes[from..to])) {
-            out.extend_from_slice(&chunk);
-        }
-        from = to;
-    }
-    if let Some(rest) = watch.rest() {
-        out.extend_from_slice(&rest);
-    }
-    out
-}
-
 fuzz_target!(|data: &[u8]| {
     let (cuts, spec) = reads_and_spec(data);
     let stream = chat_stream::decode(spec);
     let points = chat_stream::split_points(&cuts, stream.upstream.len());
     let mut restoring = UsageWatch::sse(true);
     assert_eq!(
-        watched(&mut restoring, &stream.upstream, &points),
+        chat_stream::watched(&mut restoring, &stream.upstream, &points),
         stream.client
     );
     assert_eq!(
@@ -54,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let mut observing = UsageWatch::sse(false);
     assert_eq!(
-        watched(&mut observing, &stream.upstream, &points),
+        chat_stream::watched(&mut observing, &stream.upstream, &points),
         stream.upstream
     );
 });

@@ -99,6 +99,32 @@ async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
     assert_no_key_in(&log, &[WRAPPER_KEY, REAL_KEY, "wrapper-key-mallory"]);
 }
 
+/// A function under the emulator with the key map from a file and `upstream` behind it.
+struct FileDeployment {
+    function: BinaryProxy,
+    emulator: LambdaEmulator,
+    _keys: TempFile,
+}
+
+impl FileDeployment {
+    async fn start(upstream: &FakeUpstream, extra: &[(&str, &str)]) -> Self {
+        let keys = TempFile::with_contents("keys.json", &key_map_json());
+        let emulator = LambdaEmulator::start().await;
+        let upstream_url = upstream.base_url();
+        let mut settings = vec![
+            ("KEY_MAP_FILE", keys.path_str()),
+            ("UPSTREAM_BASE_URL", upstream_url.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let function = emulator.start_function(&settings);
+        Self {
+            function,
+            emulator,
+            _keys: keys,
+        }
+    }
+}
+
 /// How long a test waits for something that should happen at once (a bound, not a speed).
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -149,23 +175,15 @@ async fn under_managed_instances_one_process_serves_concurrent_streams() {
             .unwrap()
     })
     .await;
-    let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let emulator = LambdaEmulator::start().await;
-    let upstream_url = upstream.base_url();
-    let function = emulator.start_function(&[
-        ("KEY_MAP_FILE", keys.path_str()),
-        ("UPSTREAM_BASE_URL", &upstream_url),
-        ("AWS_LAMBDA_MAX_CONCURRENCY", "4"),
-    ]);
+    let deployment = FileDeployment::start(&upstream, &[("AWS_LAMBDA_MAX_CONCURRENCY", "4")]).await;
 
-    let base_url = emulator.base_url();
+    let base_url = deployment.emulator.base_url();
     futures_util::future::join_all((0..4).map(|_| stream_to_the_end(&base_url))).await;
     assert_eq!(
         met.load(Ordering::SeqCst),
         4,
         "the four streams were never open at the same time"
     );
-    drop(function);
 }
 
 /// Under `cargo lambda watch`, a client that leaves mid-stream stops the upstream stream too: the
@@ -180,15 +198,13 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
         produced,
         dropped,
     } = long_stream(1_000).await;
-    let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let emulator = LambdaEmulator::start().await;
-    let upstream_url = upstream.base_url();
-    let function = emulator.start_function(&[
-        ("KEY_MAP_FILE", keys.path_str()),
-        ("UPSTREAM_BASE_URL", &upstream_url),
-    ]);
+    let deployment = FileDeployment::start(&upstream, &[]).await;
 
-    leave_after_first_chunk(&format!("{}/chat/completions", emulator.base_url())).await;
+    leave_after_first_chunk(&format!(
+        "{}/chat/completions",
+        deployment.emulator.base_url()
+    ))
+    .await;
 
     tokio::time::timeout(BOUND, dropped)
         .await
@@ -196,7 +212,6 @@ async fn under_cargo_lambda_watch_a_departed_client_stops_the_upstream() {
         .unwrap();
     let frames = produced.load(Ordering::SeqCst);
     assert!(frames < 1_000, "the upstream stream ran to its end");
-    drop(function);
 }
 
 /// A client that leaves before the upstream's first byte: the function's response then has no
@@ -213,14 +228,8 @@ async fn under_cargo_lambda_watch_a_client_gone_before_the_first_byte_costs_one_
         response
     })
     .await;
-    let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let emulator = LambdaEmulator::start().await;
-    let upstream_url = upstream.base_url();
-    let mut function = emulator.start_function(&[
-        ("KEY_MAP_FILE", keys.path_str()),
-        ("UPSTREAM_BASE_URL", &upstream_url),
-    ]);
-    let url = format!("{}/chat/completions", emulator.base_url());
+    let mut deployment = FileDeployment::start(&upstream, &[]).await;
+    let url = format!("{}/chat/completions", deployment.emulator.base_url());
     let chat = |stream: bool| {
         crate::support::http_client()
             .post(&url)
@@ -249,8 +258,7 @@ async fn under_cargo_lambda_watch_a_client_gone_before_the_first_byte_costs_one_
         assert!(next.text().await.unwrap().contains("chat.completion"));
     }
     assert!(
-        function.child.0.try_wait().unwrap().is_none(),
+        deployment.function.child.0.try_wait().unwrap().is_none(),
         "the function process exited"
     );
-    drop(function);
 }

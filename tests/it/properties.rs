@@ -16,7 +16,7 @@ use openai_proxy::usage::UsageWatch;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::support::chat_stream::{self, split_points};
+use crate::support::chat_stream::{self, split_points, watched};
 use crate::support::state;
 use crate::support::upstream::closed_port;
 
@@ -78,22 +78,6 @@ proptest! {
             }
         }
     }
-}
-
-/// Feeds `bytes` to `watch` in reads ending at `points`; returns what the client got.
-fn watched(watch: &mut UsageWatch, bytes: &[u8], points: &[usize]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    for &to in points {
-        if let Some(chunk) = watch.pass(Bytes::copy_from_slice(&bytes[from..to])) {
-            out.extend_from_slice(&chunk);
-        }
-        from = to;
-    }
-    if let Some(rest) = watch.rest() {
-        out.extend_from_slice(&rest);
-    }
-    out
 }
 
 /// The whole relay over `bytes` in reads ending at `points`, as the server polls it; returns

@@ -1,13 +1,17 @@
 //! Realistic chat-completion SSE streams, decoded from arbitrary bytes, as an upstream sends them
-//! when the proxy asked for `include_usage` and as the client must receive them. One decoder for
-//! the property tests (proptest hands it random bytes) and the fuzz target (`fuzz/`, which
-//! includes this file by path), so both check the same property on the same kind of stream.
+//! when the proxy asked for `include_usage` and as the client must receive them, and a usage
+//! watch fed such a stream in given reads. Shared by the property tests (proptest hands the
+//! decoder random bytes) and the fuzz target (`fuzz/`, which includes this file by path), so both
+//! check the same property on the same kind of stream.
 //!
 //! What varies: LF, CRLF and CR line ends (per event), `data:` with and without its space,
 //! compact or spaced JSON, where `"usage":null` stands in the object, comments (alone or inside an
 //! event), multi-byte text, text that looks like SSE or like the flag, in-band error events,
 //! `[DONE]` or not, and an upstream that adds the flag's `"usage":null`, its usage-only chunk,
 //! both or neither (many OpenAI-compatible servers ignore `stream_options`).
+
+use bytes::Bytes;
+use openai_proxy::usage::UsageWatch;
 
 /// One stream: what the upstream sends, and what the client must get of it.
 pub struct ChatStream {
@@ -161,4 +165,20 @@ pub fn split_points(cuts: &[usize], len: usize) -> Vec<usize> {
     points.sort_unstable();
     points.dedup();
     points
+}
+
+/// Feeds `bytes` to `watch` in reads ending at `points`; returns what the client got.
+pub fn watched(watch: &mut UsageWatch, bytes: &[u8], points: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &to in points {
+        if let Some(chunk) = watch.pass(Bytes::copy_from_slice(&bytes[from..to])) {
+            out.extend_from_slice(&chunk);
+        }
+        from = to;
+    }
+    if let Some(rest) = watch.rest() {
+        out.extend_from_slice(&rest);
+    }
+    out
 }
