@@ -5,9 +5,11 @@
 //! posting a response to the Runtime API fails (its connection closed, a broken pipe), which on
 //! Lambda throws the execution environment away: a cold start for the next request, and under
 //! Managed Instances every other invocation it was serving. That happens when the function URL's
-//! client leaves before the stream is done (`cargo lambda watch` closes the response then). The
-//! failure is logged with the invocation's id and the runtime takes the next event; a Runtime API
-//! that is really gone still ends the process, at its next poll for an event.
+//! client leaves before the stream is done (`cargo lambda watch` closes the response then; AWS
+//! documents that a real function URL keeps a streamed invocation running instead). The failure
+//! is logged with the invocation's id and the runtime takes the next event. A Runtime API that is
+//! really gone still ends a one-worker process at its next poll for an event; lambda_runtime's
+//! concurrent workers (Managed Instances) retry that poll instead, as they always have.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -148,7 +148,8 @@ impl UsageWatch {
                             passed += event.len();
                         }
                         None => {
-                            let mut out = Vec::with_capacity(passed + event.len() + 64);
+                            // At most what was held and this chunk: one allocation.
+                            let mut out = Vec::with_capacity(event.len() + chunk.len());
                             out.extend_from_slice(&chunk[..passed]);
                             edit.apply(event, &mut out);
                             rewritten = Some(out);
