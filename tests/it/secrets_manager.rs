@@ -34,7 +34,7 @@ async fn proxy_over(
     endpoint: &str,
     extra: &[(&str, &str)],
 ) -> InProcessProxy {
-    InProcessProxy::serve(state_over(upstream, endpoint, SECRET, extra).await).await
+    proxy_over_secret(upstream, endpoint, SECRET, extra).await
 }
 
 async fn proxy_over_secret(
