@@ -20,6 +20,14 @@ pub enum ProxyError {
     UnknownKey,
     #[error("This API key is not allowed to use the model {model:?}.")]
     ModelNotAllowed { model: String },
+    #[error(
+        "This API key may use only the models on its list, and the API's default model for this request is not one of them: name a model in the request."
+    )]
+    ModelRequired,
+    #[error("The model {model:?} does not exist or you do not have access to it.")]
+    ModelNotFound { model: String },
+    #[error("This API key is not allowed to call the {route} API.")]
+    RouteNotAllowed { route: &'static str },
     #[error("Invalid URL ({method} {path})")]
     UnknownRoute { method: String, path: String },
     #[error("Method {method} is not allowed for {path}.")]
@@ -28,8 +36,14 @@ pub enum ProxyError {
         "We could not parse the JSON body of your request. The OpenAI API expects a JSON object as the request body."
     )]
     InvalidJson,
-    #[error("The request body must be JSON, sent with Content-Type: application/json.")]
+    #[error(
+        "The request body must be JSON (Content-Type: application/json) or multipart/form-data."
+    )]
     UnsupportedContentType,
+    #[error("The \"model\" of a request must be a string.")]
+    ModelNotText,
+    #[error("The multipart/form-data request body is malformed: {0}.")]
+    InvalidMultipart(#[from] crate::multipart::Malformed),
     #[error("The request headers are larger than the proxy's limit of {limit} bytes.")]
     HeadersTooLarge { limit: usize },
     #[error("The request body is larger than the proxy's limit of {limit} bytes.")]
@@ -77,12 +91,18 @@ impl ProxyError {
             MissingKey | MalformedAuthorization | UnknownKey => {
                 (StatusCode::UNAUTHORIZED, CLIENT, "invalid_api_key")
             }
-            ModelNotAllowed { .. } => (StatusCode::FORBIDDEN, CLIENT, "model_not_allowed"),
+            ModelNotAllowed { .. } | ModelRequired => {
+                (StatusCode::FORBIDDEN, CLIENT, "model_not_allowed")
+            }
+            ModelNotFound { .. } => (StatusCode::NOT_FOUND, CLIENT, "model_not_found"),
+            RouteNotAllowed { .. } => (StatusCode::FORBIDDEN, CLIENT, "route_not_allowed"),
             UnknownRoute { .. } => (StatusCode::NOT_FOUND, CLIENT, "unknown_url"),
             MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, CLIENT, "method_not_allowed")
             }
             InvalidJson => (StatusCode::BAD_REQUEST, CLIENT, "invalid_json"),
+            ModelNotText => (StatusCode::BAD_REQUEST, CLIENT, "invalid_model"),
+            InvalidMultipart(_) => (StatusCode::BAD_REQUEST, CLIENT, "invalid_multipart"),
             UnsupportedContentType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 CLIENT,

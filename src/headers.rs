@@ -70,8 +70,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ProxyError> {
 /// function URL would refuse them anyway.
 pub const MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
 
-/// Refuses oversized header sections and bodies that are not declared as JSON (a missing
-/// content type is tolerated, as the API itself does).
+/// Refuses oversized header sections.
 pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
     let size: usize = headers
         .iter()
@@ -83,20 +82,6 @@ pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
         });
     }
     Ok(())
-}
-
-/// True unless the request declares a content type other than JSON.
-pub fn declares_json_or_nothing(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_none_or(|value| {
-        let media_type = value
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim();
-        media_type.eq_ignore_ascii_case("application/json")
-    })
 }
 
 /// The headers to send upstream: the allow-listed ones from the client plus the real key.

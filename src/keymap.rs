@@ -2,7 +2,7 @@
 //!
 //! A JSON object. Member name: the wrapper key itself, or `sha256:<lowercase hex digest of it>` so
 //! the document need not hold client keys in plain text. Value: the real key as a string, or
-//! `{"api_key", "tenant", "models", "expires_at"}` (only `api_key` required; unknown fields refused
+//! `{"api_key", "tenant", "models", "routes", "expires_at"}` (only `api_key` required; unknown fields refused
 //! so a typo cannot silently drop a policy). Errors name members by position, never by name,
 //! and never quote a value: serde's own messages can quote input, so they are not passed on.
 
@@ -16,6 +16,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::keys::{KeyEntry, RealKey, WrapperKeyDigest};
+use crate::routes::RouteGroup;
 
 /// An immutable, parsed key map. A new version of the secret is a new `KeyMap`.
 #[derive(Debug, Default)]
@@ -44,7 +45,7 @@ pub enum KeyMapError {
     #[error("member #{index}: the real key must be a non-empty string an HTTP header can carry")]
     BadRealKey { index: usize },
     #[error(
-        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, expires_at)"
+        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, routes, expires_at)"
     )]
     UnknownField { index: usize, field: String },
     #[error("member #{index}: \"tenant\" must be a non-empty string")]
@@ -53,6 +54,11 @@ pub enum KeyMapError {
         "member #{index}: \"models\" must be a non-empty list of model names (leave it out to allow every model)"
     )]
     BadModels { index: usize },
+    #[error(
+        "member #{index}: \"routes\" must be a non-empty list of route groups ({})",
+        RouteGroup::names().collect::<Vec<_>>().join(", ")
+    )]
+    BadRoutes { index: usize },
     #[error(
         "member #{index}: \"expires_at\" must be an RFC 3339 time such as \"2026-12-31T23:59:59Z\""
     )]
@@ -121,13 +127,15 @@ fn parse_entry(index: usize, value: Value) -> Result<KeyEntry, KeyMapError> {
                 real_key: real_key(&value)?,
                 tenant: None,
                 models: None,
+                routes: None,
                 expires_at: None,
             });
         }
         Value::Object(fields) => fields,
         _ => return Err(KeyMapError::BadValue { index }),
     };
-    let (mut api_key, mut tenant, mut models, mut expires_at) = (None, None, None, None);
+    let (mut api_key, mut tenant, mut models, mut routes, mut expires_at) =
+        (None, None, None, None, None);
     for (field, value) in fields {
         match field.as_str() {
             "api_key" => api_key = Some(real_key(&value)?),
@@ -137,6 +145,9 @@ fn parse_entry(index: usize, value: Value) -> Result<KeyEntry, KeyMapError> {
             }
             "models" => {
                 models = Some(parse_models(&value).ok_or(KeyMapError::BadModels { index })?)
+            }
+            "routes" => {
+                routes = Some(parse_routes(&value).ok_or(KeyMapError::BadRoutes { index })?)
             }
             "expires_at" => {
                 let time = value.as_str().and_then(parse_rfc3339);
@@ -154,8 +165,16 @@ fn parse_entry(index: usize, value: Value) -> Result<KeyEntry, KeyMapError> {
         real_key: api_key.ok_or(KeyMapError::MissingApiKey { index })?,
         tenant,
         models,
+        routes,
         expires_at,
     })
+}
+
+fn parse_routes(value: &Value) -> Option<Vec<RouteGroup>> {
+    let list = value.as_array().filter(|list| !list.is_empty())?;
+    list.iter()
+        .map(|group| group.as_str().and_then(RouteGroup::from_name))
+        .collect()
 }
 
 fn parse_models(value: &Value) -> Option<Vec<String>> {

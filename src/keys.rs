@@ -8,6 +8,8 @@ use std::time::SystemTime;
 use axum::http::HeaderValue;
 use sha2::{Digest, Sha256};
 
+use crate::routes::RouteGroup;
+
 /// SHA-256 of a wrapper key: the only form in which the proxy keeps or compares wrapper keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WrapperKeyDigest(pub(crate) [u8; 32]);
@@ -83,6 +85,9 @@ pub struct KeyEntry {
     pub tenant: Option<String>,
     /// The models this key may use; `None` means any model.
     pub models: Option<Vec<String>>,
+    /// The route groups this key may call; `None` means every group (see `policy.rs` for the
+    /// one exception, a key restricted by `models`).
+    pub routes: Option<Vec<RouteGroup>>,
     /// After this instant the key is refused like an unknown key.
     pub expires_at: Option<SystemTime>,
 }
@@ -173,6 +178,7 @@ mod tests {
             real_key: RealKey::new("sk-secret").unwrap(),
             tenant: None,
             models: None,
+            routes: None,
             expires_at: None,
         };
         let digest = WrapperKeyDigest::of("abc");

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use openai_proxy::config::{Config, FrontDoor};
-use openai_proxy::{app, keys, lambda, local, logging};
+use openai_proxy::{app, keys, lambda, local, logging, state};
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -30,7 +30,7 @@ async fn serve() -> ExitCode {
         Err(errors) => return fail(&errors),
     };
     logging::init(&config);
-    let state = match app::AppState::start(&config).await {
+    let state = match state::AppState::start(&config).await {
         Ok(state) => state,
         Err(err) => return fail(&err),
     };

@@ -1,5 +1,5 @@
-//! The forwarding handler, in four phases: authenticate → build the upstream request → send →
-//! relay. The response body is the upstream's byte stream handed straight to the client: no
+//! The forwarding handler, in phases: route (`routes.rs`) → admit the key → policy (route,
+//! model: `policy.rs`) → build the upstream request → send → relay. The response body is the upstream's byte stream handed straight to the client: no
 //! buffering, no re-framing (the one exception, a usage flag the proxy itself added, is undone
 //! event by event in `usage.rs`). Every request ends in exactly one `RequestRecord` log line.
 //! Nothing here logs a header map or a key.
@@ -15,46 +15,72 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::cache::Authorized;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::keys::RealKey;
+use crate::keys::{KeyEntry, RealKey};
 use crate::metering::{Outcome, RequestRecord};
-use crate::request::{RequestSummary, read_body, with_include_usage};
+use crate::policy;
+use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage};
+use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
+use crate::state::AppState;
 use crate::stream;
 use crate::upstream;
 use crate::usage::UsageWatch;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
-    let (authorized, record) =
-        match admit(&state, request.headers(), state.record_for(&request)).await {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused,
-        };
-    send_and_relay(&state, request, authorized, record).await
+    let route = match routes::route(request.method(), request.uri().path()) {
+        Ok(route) => route,
+        Err(unrouted) => return answered(unrouted, state.record_for(&request, UNROUTED)),
+    };
+    let record = state.record_for(&request, route.group.name());
+    let (authorized, record) = match admit(&state, request.headers(), record).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    if let Err(refused) = policy::check_route(&authorized.entry, &route) {
+        return answered(refused, record);
+    }
+    if let (Some(listing), Some(models)) = (route.model_listing, &authorized.entry.models) {
+        return answer_from_list(listing, models, request.uri().path(), record);
+    }
+    let mut record = record;
+    match forward_authorized(&state, request, &route, authorized, &mut record).await {
+        Ok(upstream) => relay(upstream, record),
+        Err(err) => answered(err, record),
+    }
 }
 
-/// `GET /v1/models`: a key limited to some models sees exactly those; any other key sees the
-/// upstream's list.
-pub async fn list_models(State(state): State<AppState>, request: Request) -> Response {
-    let (authorized, mut record) =
-        match admit(&state, request.headers(), state.record_for(&request)).await {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused,
-        };
-    if let Some(models) = &authorized.entry.models {
-        let data: Vec<_> = models
-            .iter()
-            .map(
-                |id| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"}),
-            )
-            .collect();
-        record.status = StatusCode::OK.as_u16();
-        record.finish(Outcome::Complete);
-        return Json(json!({"object": "list", "data": data})).into_response();
-    }
-    send_and_relay(&state, request, authorized, record).await
+/// The record's route for a request outside the route table: never the client's path, which
+/// could mint log fields and metric values at will (the 404's message echoes it to the client).
+const UNROUTED: &str = "(unrouted)";
+
+/// `GET /v1/models[/{model}]` for a key limited to some models: exactly those, without asking the
+/// upstream (which would list, or describe, every model of the real key).
+fn answer_from_list(
+    listing: ModelListing,
+    models: &[String],
+    path: &str,
+    mut record: RequestRecord,
+) -> Response {
+    let described =
+        |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"});
+    let body = match listing {
+        ModelListing::All => {
+            let data: Vec<_> = models.iter().map(|id| described(id)).collect();
+            json!({"object": "list", "data": data})
+        }
+        ModelListing::One => match routes::path_model(path) {
+            Some(model) if models.contains(&model) => described(&model),
+            model => {
+                let model = model.unwrap_or_default().chars().take(100).collect();
+                return answered(ProxyError::ModelNotFound { model }, record);
+            }
+        },
+    };
+    record.status = StatusCode::OK.as_u16();
+    record.finish(Outcome::Complete);
+    Json(body).into_response()
 }
 
 /// The request's record, and its caller once the wrapper key is accepted; a refusal is the
@@ -70,18 +96,6 @@ async fn admit(
             Ok((authorized, record))
         }
         Err(err) => Err(answered(err, record)),
-    }
-}
-
-async fn send_and_relay(
-    state: &AppState,
-    request: Request,
-    authorized: Authorized,
-    mut record: RequestRecord,
-) -> Response {
-    match forward_authorized(state, request, authorized, &mut record).await {
-        Ok(upstream) => relay(upstream, record),
-        Err(err) => answered(err, record),
     }
 }
 
@@ -111,48 +125,30 @@ struct Upstream {
 async fn forward_authorized(
     state: &AppState,
     request: Request,
+    route: &Route,
     authorized: Authorized,
     record: &mut RequestRecord,
 ) -> Result<Upstream, ProxyError> {
     let (parts, body) = request.into_parts();
     let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
-
-    let mut undo_include_usage = false;
-    let body = if parts.method == Method::POST {
-        if !headers::declares_json_or_nothing(&parts.headers) {
-            return Err(ProxyError::UnsupportedContentType);
-        }
-        let body = read_body(body, &parts.headers, state.max_request_body_bytes).await?;
-        record.bytes_in = body.len() as u64;
-        let summary = RequestSummary::of(&body)?;
-        let model = summary.model.as_ref().and_then(serde_json::Value::as_str);
-        record.model = model.map(|model| model.chars().take(100).collect());
-        record.stream = summary.stream == Some(true);
-        let allowed = match model {
-            Some(model) => authorized.entry.allows_model(model),
-            // Without a model the request cannot be checked, so only an unrestricted key passes.
-            None => authorized.entry.models.is_none(),
-        };
-        if !allowed {
-            // The name as the record has it, already cut to 100 characters.
-            return Err(ProxyError::ModelNotAllowed {
-                model: record.model.clone().unwrap_or_default(),
-            });
-        }
-        // Usage for a chat stream comes only if asked for; asking changes the stream, which
-        // the relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
-        if state.metering.include_stream_usage
-            && record.stream
-            && !summary.stream_options.0
-            && parts.uri.path() == "/v1/chat/completions"
-        {
-            undo_include_usage = true;
-            with_include_usage(&body)
-        } else {
-            body
-        }
+    let (body, undo_include_usage) = if parts.method == Method::POST {
+        policed_body(
+            state,
+            &parts.headers,
+            body,
+            route,
+            &authorized.entry,
+            record,
+        )
+        .await?
     } else {
-        Bytes::new()
+        // GET, HEAD and DELETE carry no body in the OpenAI API: none goes upstream.
+        if route.model_at == ModelAt::Path {
+            let model = routes::path_model(parts.uri.path());
+            record.model = model.map(|model| model.chars().take(100).collect());
+            policy::check_model(&authorized.entry, route, record.model.as_deref())?;
+        }
+        (Bytes::new(), false)
     };
 
     let url = state.upstream_url(&parts.uri);
@@ -191,6 +187,39 @@ async fn forward_authorized(
         undo_include_usage,
         head: parts.method == Method::HEAD,
     })
+}
+
+/// A POST's body, read whole under the size limit, checked against the key's model list, and
+/// what goes upstream: the same bytes, or, for a chat stream the proxy asks usage for, those
+/// bytes with the flag added (`true`: the relay must undo what the flag changes).
+async fn policed_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    route: &Route,
+    entry: &KeyEntry,
+    record: &mut RequestRecord,
+) -> Result<(Bytes, bool), ProxyError> {
+    let kind = BodyKind::of(headers, route)?;
+    let body = read_body(body, headers, state.max_request_body_bytes).await?;
+    record.bytes_in = body.len() as u64;
+    let summary = RequestSummary::of(&body, &kind, route)?;
+    record.model = summary.model.map(|model| model.chars().take(100).collect());
+    record.stream = summary.stream;
+    // The name as the record has it, cut to 100 characters: a longer one is on no list.
+    policy::check_model(entry, route, record.model.as_deref())?;
+    // Usage for a chat stream comes only if asked for; asking changes the stream, which the
+    // relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
+    let ask_for_usage = state.metering.include_stream_usage
+        && summary.stream
+        && !summary.stream_options
+        && route.group == RouteGroup::ChatCompletions
+        && route.uses_model;
+    if ask_for_usage {
+        Ok((with_include_usage(&body), true))
+    } else {
+        Ok((body, false))
+    }
 }
 
 /// Under Lambda, the moment to give up on the upstream: `margin` before the invocation's
@@ -234,13 +263,18 @@ fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(|id| id.chars().take(100).collect());
-    let is_sse = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        .map_or(&b""[..], |value| value.as_bytes());
+    let is_sse = content_type.starts_with(b"text/event-stream");
+    // Usage is read where the API reports it: SSE events and JSON bodies. Audio, files and
+    // plain text pass unread.
     let watch = if is_sse {
         UsageWatch::sse(undo_include_usage)
-    } else {
+    } else if content_type.starts_with(b"application/json") {
         UsageWatch::json()
+    } else {
+        UsageWatch::opaque()
     };
     // A JSON body keeps the upstream's length (which the HTTP client enforces). Not an SSE
     // stream, which may be restored or end with an error event of the proxy's own, nor an answer

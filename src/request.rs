@@ -1,6 +1,7 @@
 //! The client's request body, which the proxy reads whole (requests are small; responses are
-//! what stream): read under a size limit, checked to be one JSON object, summarised for the key
-//! policy and metering, and, for a chat stream, given the usage flag the proxy asks for.
+//! what stream): read under a size limit, checked to be one JSON object or a well-formed
+//! multipart body, summarised for the key policy and metering, and, for a chat stream, given the
+//! usage flag the proxy asks for.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
@@ -8,6 +9,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 
 use crate::error::ProxyError;
+use crate::multipart;
+use crate::routes::{ModelAt, Route};
 
 /// Reads the whole request body: requests are small, responses are what stream.
 pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
@@ -28,21 +31,62 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     Ok(collected.to_bytes())
 }
 
-/// The fields the proxy itself looks at. Parsing it also checks the whole body is one JSON
-/// object, so malformed input gets a clear 400 here; the bytes still go upstream unchanged.
-#[derive(Deserialize)]
+/// How a POST body is to be read, from its declared content type.
+pub enum BodyKind<'a> {
+    /// `application/json`, or no content type at all (the API tolerates that).
+    Json,
+    /// `multipart/form-data`, on a route that takes it.
+    Multipart { boundary: &'a str },
+}
+
+impl<'a> BodyKind<'a> {
+    /// Anything else is refused (415), as is multipart on a route that only takes JSON.
+    pub fn of(headers: &'a HeaderMap, route: &Route) -> Result<Self, ProxyError> {
+        let Some(value) = headers.get(header::CONTENT_TYPE) else {
+            return Ok(Self::Json);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ProxyError::UnsupportedContentType)?;
+        let media_type = value.split(';').next().unwrap_or_default().trim();
+        if media_type.eq_ignore_ascii_case("application/json") {
+            Ok(Self::Json)
+        } else if media_type.eq_ignore_ascii_case("multipart/form-data") && route.multipart {
+            Ok(Self::Multipart {
+                boundary: multipart::boundary(value)?,
+            })
+        } else {
+            Err(ProxyError::UnsupportedContentType)
+        }
+    }
+}
+
+/// What the proxy itself reads from a request body: the model it names (where the route table
+/// says it is), and whether it asks for a stream (and set `stream_options` itself).
+#[derive(Debug, Default)]
 pub struct RequestSummary {
+    pub model: Option<String>,
+    pub stream: bool,
+    pub stream_options: bool,
+}
+
+/// The JSON members read. Parsing also checks the whole body is one JSON object, so malformed
+/// input gets a clear 400 here; the bytes still go upstream unchanged.
+#[derive(Deserialize)]
+struct JsonFields {
     #[serde(default)]
-    pub model: Option<serde_json::Value>,
+    model: Option<serde_json::Value>,
     #[serde(default)]
-    pub stream: Option<bool>,
+    stream: Option<bool>,
     /// Whether the member is there at all, whatever its value (`null` included).
     #[serde(default)]
-    pub stream_options: Present,
+    stream_options: Present,
+    #[serde(default)]
+    session: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
-pub struct Present(pub bool);
+struct Present(bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -51,7 +95,19 @@ impl<'de> Deserialize<'de> for Present {
 }
 
 impl RequestSummary {
-    pub fn of(body: &[u8]) -> Result<Self, ProxyError> {
+    pub fn of(body: &[u8], kind: &BodyKind<'_>, route: &Route) -> Result<Self, ProxyError> {
+        match kind {
+            BodyKind::Multipart { boundary } => Ok(Self {
+                model: multipart::model_field(body, boundary)?,
+                ..Self::default()
+            }),
+            // A POST that makes nothing (`…/cancel`) may come with no body at all.
+            BodyKind::Json if body.is_empty() && !route.uses_model => Ok(Self::default()),
+            BodyKind::Json => Self::of_json(body, route.model_at),
+        }
+    }
+
+    fn of_json(body: &[u8], model_at: ModelAt) -> Result<Self, ProxyError> {
         // serde would also accept a JSON array for a struct; the API takes only objects.
         let is_object = body
             .iter()
@@ -60,7 +116,26 @@ impl RequestSummary {
         if !is_object {
             return Err(ProxyError::InvalidJson);
         }
-        serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)
+        let fields: JsonFields =
+            serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)?;
+        let model = match model_at {
+            ModelAt::Session => match fields.session {
+                Some(serde_json::Value::Object(mut session)) => session.remove("model"),
+                _ => None,
+            },
+            ModelAt::Body | ModelAt::Path => fields.model,
+        };
+        let model = match model {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(name)) => Some(name),
+            // The API refuses it too; a key's model list cannot be checked against it.
+            Some(_) => return Err(ProxyError::ModelNotText),
+        };
+        Ok(Self {
+            model,
+            stream: fields.stream == Some(true),
+            stream_options: fields.stream_options.0,
+        })
     }
 }
 

@@ -61,6 +61,8 @@ const JSON_TAIL_BYTES: usize = 16 * 1024;
 pub struct UsageWatch(Watch);
 
 enum Watch {
+    /// A body the API never reports usage in (audio, file contents, plain text): passed unread.
+    Opaque,
     /// A JSON body: its last chunks, at least `JSON_TAIL_BYTES` of them.
     Json { tail: VecDeque<Bytes>, kept: usize },
     /// An SSE body, event by event; `undo_include_usage` when the proxy added the flag.
@@ -99,6 +101,10 @@ impl UsageWatch {
         })
     }
 
+    pub fn opaque() -> Self {
+        Self(Watch::Opaque)
+    }
+
     pub fn sse(undo_include_usage: bool) -> Self {
         Self(Watch::Sse {
             events: Events::default(),
@@ -112,6 +118,7 @@ impl UsageWatch {
     /// until its current event is complete.
     pub fn pass(&mut self, chunk: Bytes) -> Option<Bytes> {
         match &mut self.0 {
+            Watch::Opaque => Some(chunk),
             Watch::Json { tail, kept } => {
                 *kept += chunk.len();
                 tail.push_back(chunk.clone());
@@ -228,6 +235,7 @@ impl UsageWatch {
                 last_usage(&text)
             }
             Watch::Sse { found, .. } => found.usage,
+            Watch::Opaque => None,
         }
     }
 }

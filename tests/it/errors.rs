@@ -57,7 +57,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     let proxy = InProcessProxy::start(&upstream.base_url(), &[]).await;
 
     let response = http()
-        .post(proxy.url("/v1/completions/legacy"))
+        .post(proxy.url("/v1/legacy/completions"))
         .bearer_auth(WRAPPER_KEY)
         .send()
         .await
@@ -68,7 +68,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     );
 
     let response = http()
-        .get(proxy.url("/v1/chat/completions"))
+        .put(proxy.url("/v1/chat/completions"))
         .bearer_auth(WRAPPER_KEY)
         .send()
         .await
@@ -78,7 +78,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         "method_not_allowed"
     );
 
-    let response = http().delete(proxy.url("/v1/models")).send().await.unwrap();
+    let response = http().patch(proxy.url("/v1/models")).send().await.unwrap();
     assert_eq!(
         openai_error(response, StatusCode::METHOD_NOT_ALLOWED).await,
         "method_not_allowed"

@@ -14,6 +14,16 @@ use crate::support::{
 };
 
 const CHAT: &str = "/v1/chat/completions";
+const TRANSCRIPTIONS: &str = "/v1/audio/transcriptions";
+const MULTIPART: &[u8] = b"multipart/form-data; boundary=b0und";
+
+/// A transcription upload as an SDK sends one: a model, and a file of every byte value.
+fn upload_body() -> Vec<u8> {
+    let mut body = b"--b0und\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\nContent-Type: audio/mpeg\r\n\r\n".to_vec();
+    body.extend(0..=255u8);
+    body.extend_from_slice(b"\r\n--b0und--\r\n");
+    body
+}
 const GOOD_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 const BODY_LIMIT: usize = 65_536;
 
@@ -25,6 +35,8 @@ struct Case {
     body: Vec<u8>,
     status: u16,
     code: Option<&'static str>,
+    /// A `content-length` other than the body's: the request then ends (half-close) early.
+    declared_length: Option<usize>,
 }
 
 fn auth(value: impl Into<Vec<u8>>) -> (&'static str, Vec<u8>) {
@@ -56,7 +68,25 @@ fn case(
         body: body.to_vec(),
         status,
         code,
+        declared_length: None,
     }
+}
+
+/// A multipart upload to the transcriptions route.
+fn upload(
+    what: &'static str,
+    content_type: &[u8],
+    body: &[u8],
+    status: u16,
+    code: Option<&'static str>,
+) -> Case {
+    let headers = vec![("content-type", content_type.to_vec()), good_auth()];
+    case(what, "POST", TRANSCRIPTIONS, headers, body, status, code)
+}
+
+fn lying_length(mut case: Case, declared: usize) -> Case {
+    case.declared_length = Some(declared);
+    case
 }
 
 fn chat(
@@ -75,7 +105,10 @@ fn cases() -> Vec<Case> {
     const JSON: Option<&str> = Some("invalid_json");
     const URL: Option<&str> = Some("unknown_url");
     const METHOD: Option<&str> = Some("method_not_allowed");
+    const MULTI: Option<&str> = Some("invalid_multipart");
     let long_key = format!("Bearer {}", "k".repeat(10 * 1024));
+    let upload_body = upload_body();
+    let (whole, cut) = (upload_body.as_slice(), &upload_body[..upload_body.len() - 12]);
     let deep = format!(r#"{{"model":"x","n":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
     vec![
         // Authorization
@@ -115,6 +148,21 @@ fn cases() -> Vec<Case> {
         chat("form-encoded", vec![("content-type", b"application/x-www-form-urlencoded".to_vec()), good_auth()], GOOD_BODY, 415, Some("unsupported_content_type")),
         chat("JSON with charset", vec![("content-type", b"application/json; charset=utf-8".to_vec()), good_auth()], GOOD_BODY, 200, None),
         chat("JSON in upper case", vec![("content-type", b"APPLICATION/JSON".to_vec()), good_auth()], GOOD_BODY, 200, None),
+        // Multipart bodies, on a route that takes them
+        upload("multipart upload", MULTIPART, whole, 200, None),
+        upload("multipart without a boundary", b"multipart/form-data", whole, 400, MULTI),
+        upload("multipart with an empty boundary", b"multipart/form-data; boundary=", whole, 400, MULTI),
+        upload("multipart with another boundary", b"multipart/form-data; boundary=other", whole, 400, MULTI),
+        upload("multipart cut before its end", MULTIPART, cut, 400, MULTI),
+        upload("multipart part without a name", MULTIPART, b"--b0und\r\nContent-Type: text/plain\r\n\r\nx\r\n--b0und--\r\n", 400, MULTI),
+        upload("multipart headers never end", MULTIPART, b"--b0und\r\nContent-Disposition: form-data; name=\"model\"", 400, MULTI),
+        upload("multipart with two models", MULTIPART, &[&whole[..whole.len() - 4], b"\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nx\r\n--b0und--\r\n"].concat(), 400, MULTI),
+        upload("multipart empty body", MULTIPART, b"", 400, MULTI),
+        upload("multipart body over the limit", MULTIPART, &[whole, &vec![b'x'; BODY_LIMIT]].concat(), 413, Some("request_too_large")),
+        upload("JSON declared, multipart sent", b"application/json", whole, 400, JSON),
+        upload("octet-stream upload", b"application/octet-stream", whole, 415, Some("unsupported_content_type")),
+        lying_length(upload("content-length longer than the body", MULTIPART, whole, 400, Some("invalid_body")), whole.len() + 100),
+        lying_length(chat("JSON shorter than its content-length", vec![json_type(), good_auth()], GOOD_BODY, 400, Some("invalid_body")), GOOD_BODY.len() + 1),
         chat("64 KB of headers", vec![json_type(), good_auth(), ("x-padding", vec![b'a'; 64 * 1024])], GOOD_BODY, 431, Some("request_headers_too_large")),
         // Paths and methods
         case("dot segments", "POST", "/v1/../v1/chat/completions", vec![json_type(), good_auth()], GOOD_BODY, 404, URL),
@@ -123,14 +171,16 @@ fn cases() -> Vec<Case> {
         case("double slash", "POST", "//v1/chat/completions", vec![json_type(), good_auth()], GOOD_BODY, 404, URL),
         case("trailing slash", "POST", "/v1/chat/completions/", vec![json_type(), good_auth()], GOOD_BODY, 404, URL),
         case("upper-case path", "POST", "/V1/CHAT/COMPLETIONS", vec![json_type(), good_auth()], GOOD_BODY, 404, URL),
-        case("unknown path", "GET", "/v1/files", vec![good_auth()], b"", 404, URL),
         case("root", "GET", "/", vec![], b"", 404, URL),
         case("very long path", "GET", &format!("/v1/{}", "a".repeat(8_000)), vec![], b"", 404, URL),
         case("query string", "POST", "/v1/chat/completions?x=1&y=%00", vec![json_type(), good_auth()], GOOD_BODY, 200, None),
-        case("GET on a POST route", "GET", CHAT, vec![good_auth()], b"", 405, METHOD),
-        case("DELETE", "DELETE", CHAT, vec![good_auth()], b"", 405, METHOD),
+        case("an API the table does not know", "GET", "/v1/no-such-api", vec![good_auth()], b"", 404, URL),
+        case("an unknown API under a known word", "POST", "/v1/chat", vec![json_type(), good_auth()], GOOD_BODY, 404, URL),
+        case("encoded slash in an id", "GET", "/v1/files/file-1%2F..%2Fadmin", vec![good_auth()], b"", 404, URL),
+        case("dot segment after a group", "GET", "/v1/files/../models", vec![good_auth()], b"", 404, URL),
+        case("PUT on a resource", "PUT", "/v1/files/file-1", vec![good_auth()], b"", 405, METHOD),
+        case("PATCH", "PATCH", CHAT, vec![good_auth()], b"", 405, METHOD),
         case("PUT on embeddings", "PUT", "/v1/embeddings", vec![json_type(), good_auth()], GOOD_BODY, 405, METHOD),
-        case("POST on models", "POST", "/v1/models", vec![json_type(), good_auth()], b"{}", 405, METHOD),
         case("OPTIONS", "OPTIONS", CHAT, vec![], b"", 405, METHOD),
         case("PATCH on health", "PATCH", "/health", vec![], b"", 405, METHOD),
     ]
@@ -149,10 +199,15 @@ async fn send_raw(addr: std::net::SocketAddr, case: &Case) -> Vec<u8> {
         request.extend_from_slice(value);
         request.extend_from_slice(b"\r\n");
     }
-    request.extend_from_slice(format!("content-length: {}\r\n\r\n", case.body.len()).as_bytes());
+    let length = case.declared_length.unwrap_or(case.body.len());
+    request.extend_from_slice(format!("content-length: {length}\r\n\r\n").as_bytes());
     request.extend_from_slice(&case.body);
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(&request).await.unwrap();
+    if case.declared_length.is_some() {
+        // The body ends here, short of what was declared.
+        stream.shutdown().await.unwrap();
+    }
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
         .await

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use openai_proxy::app::{AppState, router};
+use openai_proxy::app::router;
+use openai_proxy::state::AppState;
 use openai_proxy::cache::KeyCache;
 use openai_proxy::config::Config;
 use openai_proxy::keymap::KeyMap;

@@ -1,0 +1,113 @@
+//! The state every request shares: the HTTP client, the key cache, the limits and metering
+//! settings. The router (`app.rs`) and every phase of a request (`proxy.rs`) import it; it
+//! imports neither.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::Uri;
+
+use crate::cache::KeyCache;
+use crate::config::{Config, KeySourceConfig};
+use crate::metering::{Metering, RequestRecord};
+use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
+use crate::upstream;
+
+/// Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub client: reqwest::Client,
+    pub keys: Arc<KeyCache>,
+    /// `UPSTREAM_BASE_URL` without a trailing slash; request paths after `/v1` are appended.
+    upstream_base: Arc<str>,
+    pub max_request_body_bytes: usize,
+    /// Under Lambda: how long before the invocation's deadline a response is ended.
+    pub deadline_margin: std::time::Duration,
+    pub metering: Metering,
+    /// `host[:port]` of the upstream, for `/health`.
+    pub upstream_host: Arc<str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    KeyMap(#[from] SourceError),
+}
+
+impl AppState {
+    /// Builds the state for serving: loads the key map while a connection to the upstream is
+    /// opened, so the first request pays for neither. A bad key file stops start-up; a secret
+    /// that cannot be read does not (requests get 503 and `/health` says why until it can).
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let source: Box<dyn KeySource> = match &config.key_source {
+            KeySourceConfig::File(path) => Box::new(FileSource { path: path.clone() }),
+            KeySourceConfig::SecretsManager(secret_id) => {
+                Box::new(SecretsManagerSource::from_environment(secret_id.clone()).await)
+            }
+        };
+        let keys = Arc::new(KeyCache::new(
+            source,
+            config.key_map_ttl,
+            config.key_map_min_refresh_interval,
+        ));
+        let state = Self::new(config, keys)?;
+        let (loaded, ()) = tokio::join!(
+            state.keys.load(),
+            upstream::warm_up(&state.client, &state.upstream_base)
+        );
+        match (loaded, &config.key_source) {
+            (Err(err), KeySourceConfig::File(_)) => Err(err.into()),
+            _ => Ok(state),
+        }
+    }
+
+    pub fn new(config: &Config, keys: Arc<KeyCache>) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: upstream::client(config)?,
+            keys,
+            upstream_base: config
+                .upstream_base_url
+                .as_str()
+                .trim_end_matches('/')
+                .into(),
+            max_request_body_bytes: config.max_request_body_bytes,
+            deadline_margin: config.deadline_margin,
+            metering: Metering {
+                emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
+                include_stream_usage: config.stream_include_usage,
+            },
+            upstream_host: match (
+                config.upstream_base_url.host_str(),
+                config.upstream_base_url.port(),
+            ) {
+                (Some(host), Some(port)) => format!("{host}:{port}").into(),
+                (Some(host), None) => host.into(),
+                (None, _) => "".into(),
+            },
+        })
+    }
+
+    /// A fresh record for `request` on `route` (a route group's name, never the raw path), under
+    /// its Lambda request id when it has one.
+    pub fn record_for(&self, request: &Request, route: &str) -> RequestRecord {
+        let lambda_request_id = request
+            .extensions()
+            .get::<lambda_http::Context>()
+            .map(|context| context.request_id.as_str())
+            .filter(|id| !id.is_empty());
+        RequestRecord::new(&self.metering, lambda_request_id, request.method(), route)
+    }
+
+    /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1`. Only routed paths get here
+    /// (`routes.rs` has refused every path that could change meaning on the way), and the query
+    /// goes on unchanged.
+    pub fn upstream_url(&self, uri: &Uri) -> String {
+        let suffix = uri.path().strip_prefix("/v1").unwrap_or(uri.path());
+        match uri.query() {
+            Some(query) => format!("{}{suffix}?{query}", self.upstream_base),
+            None => format!("{}{suffix}", self.upstream_base),
+        }
+    }
+}
