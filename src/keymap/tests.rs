@@ -42,6 +42,22 @@ fn parses_hashed_names_and_policy_objects() {
 }
 
 #[test]
+fn routes_name_route_groups() {
+    let map = KeyMap::parse(
+        br#"{"wrapper-key-carol": {"api_key": "sk-carol", "models": ["gpt-4o-mini"],
+             "routes": ["chat.completions", "files", "batches"]}}"#,
+    )
+    .unwrap();
+    let carol = lookup(&map, "wrapper-key-carol").unwrap();
+    assert_eq!(
+        carol.routes.as_deref(),
+        Some(&[RouteGroup::ChatCompletions, RouteGroup::Files, RouteGroup::Batches][..])
+    );
+    let message = KeyMapError::BadRoutes { index: 1 }.to_string();
+    assert!(message.contains("chat.completions, completions"), "{message}");
+}
+
+#[test]
 fn errors_name_positions_and_never_keys() {
     let hashed_twice = format!(
         r#"{{"w-secret": "sk-1", "{}": "sk-2"}}"#,
@@ -105,6 +121,18 @@ fn errors_name_positions_and_never_keys() {
         (
             br#"{"w-secret": {"api_key": "sk-1", "expires_at": "sk-secret"}}"#,
             KeyMapError::BadExpiry { index: 1 },
+        ),
+        (
+            br#"{"w-secret": {"api_key": "sk-1", "routes": []}}"#,
+            KeyMapError::BadRoutes { index: 1 },
+        ),
+        (
+            br#"{"w-secret": {"api_key": "sk-1", "routes": ["files", "sk-secret"]}}"#,
+            KeyMapError::BadRoutes { index: 1 },
+        ),
+        (
+            br#"{"w-secret": {"api_key": "sk-1", "routes": "files"}}"#,
+            KeyMapError::BadRoutes { index: 1 },
         ),
     ];
     for (document, expected) in cases {

@@ -6,6 +6,7 @@
     reason = "test helpers fail the test loudly at the first surprise"
 )]
 
+mod api_surface;
 mod binary;
 mod connect_faults;
 mod deploy;
