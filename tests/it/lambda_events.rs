@@ -26,13 +26,15 @@ fn event_text(name: &str) -> String {
 }
 
 /// Every sample event, and what the router must answer to it.
-const EXPECTED: [(&str, StatusCode); 8] = [
+const EXPECTED: [(&str, StatusCode); 10] = [
     ("health.json", StatusCode::OK),
     ("models.json", StatusCode::OK),
     ("chat.json", StatusCode::OK),
     ("chat-stream.json", StatusCode::OK),
     ("embeddings.json", StatusCode::OK),
     ("responses.json", StatusCode::OK),
+    ("transcription-upload.json", StatusCode::OK),
+    ("speech.json", StatusCode::OK),
     ("missing-key.json", StatusCode::UNAUTHORIZED),
     ("bad-json.json", StatusCode::BAD_REQUEST),
 ];
@@ -71,10 +73,60 @@ async fn sample_events_parse_and_are_served_by_the_router() {
     }
     // Every upstream call carried the real key, for the wrapper key in the events.
     let received = upstream.received();
-    assert_eq!(received.len(), 5);
+    assert_eq!(received.len(), 7);
     for seen in received {
         assert_eq!(seen.headers["authorization"], format!("Bearer {REAL_KEY}"));
     }
+}
+
+/// A function URL hands a multipart body over base64-encoded: the upstream must get the
+/// client's bytes, boundary and all, and a binary answer must come back as sent.
+#[tokio::test]
+async fn base64_bodies_reach_the_upstream_as_the_clients_bytes() {
+    use base64::Engine;
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let app = router(state(&upstream.base_url(), &[]).await);
+    let text = event_text("transcription-upload.json");
+    let event: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(event["isBase64Encoded"], true);
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(event["body"].as_str().unwrap())
+        .unwrap();
+    let request = lambda_http::request::from_str(&text).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let received = upstream.received();
+    assert_eq!(received[0].body, sent);
+    assert!(
+        sent.windows(256)
+            .any(|window| window.iter().copied().eq(0..=255u8))
+    );
+    assert_eq!(
+        received[0].headers["content-type"],
+        event["headers"]["content-type"].as_str().unwrap()
+    );
+
+    // The speech answer is binary; through the router it is the upstream's bytes.
+    let text = event_text("speech.json");
+    let event: Value = serde_json::from_str(&text).unwrap();
+    let direct = crate::support::http_client()
+        .post(format!("{}/audio/speech", upstream.base_url()))
+        .bearer_auth(REAL_KEY)
+        .header("content-type", "application/json")
+        .body(event["body"].as_str().unwrap().to_owned())
+        .send()
+        .await
+        .unwrap();
+    let content_type = direct.headers()["content-type"].clone();
+    let direct = direct.bytes().await.unwrap();
+    let request = lambda_http::request::from_str(&text).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.headers()["content-type"], content_type);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(direct.len() > 1024 && !content_type.to_str().unwrap().contains("json"));
+    assert_eq!(body, direct);
 }
 
 /// Runs one event through the streaming adapter, as `run_with_streaming_response_concurrent`

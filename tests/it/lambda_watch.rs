@@ -9,13 +9,14 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 
+use crate::api_sdks::{PYTHON_API_CHECKS, check_upstream_saw_only_the_real_key};
 use crate::binary::assert_no_key_in;
 use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use crate::support::upstream::{FakeUpstream, HeadDelay, LongStream, long_stream};
 use crate::support::{
-    BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json, leave_after_first_chunk, openai,
-    run_node_sdk, run_sdk_script,
+    ALL_TEST_KEYS, BinaryProxy, REAL_KEY, TempFile, WRAPPER_KEY, key_map_json,
+    leave_after_first_chunk, openai, run_node_sdk, run_node_sdk_script, run_sdk_script,
 };
 
 const SECRET: &str = "openai-proxy/keys";
@@ -97,6 +98,42 @@ async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
     let log = function.stop();
     assert!(log.contains("openai_proxy::request"), "{log}");
     assert_no_key_in(&log, &[WRAPPER_KEY, REAL_KEY, "wrapper-key-mallory"]);
+}
+
+/// The whole API under the emulator: the Python SDK's whole-API script, and the Node SDK's
+/// speech, transcription, file round trip and resumed stream; multipart bodies reach the
+/// function base64-encoded in their events, and the upstream must get the client's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_api_works_through_the_emulated_function_url() {
+    let Deployment {
+        function,
+        emulator,
+        upstream,
+        _moto,
+    } = Deployment::start(&[("RUST_LOG", "debug")]).await;
+    let base_url = emulator.base_url();
+    let upstream_url = upstream.base_url();
+    let sdk_env = [
+        ("OPENAI_PROXY_BASE_URL", base_url.as_str()),
+        ("OPENAI_PROXY_KEY", WRAPPER_KEY),
+        ("OPENAI_PROXY_TEST_UPSTREAM", upstream_url.as_str()),
+    ];
+    let python = run_sdk_script("sdk_python_api.py", &sdk_env).await;
+    for check in PYTHON_API_CHECKS {
+        assert!(python.contains(check), "{check}:\n{python}");
+    }
+    let node = run_node_sdk_script("sdk_node_api.mjs", &sdk_env).await;
+    for check in [
+        "ok - audio.speech streams its first bytes before the rest is sent",
+        "ok - audio.speech bytes identical",
+        "ok - audio.transcriptions.create",
+        "ok - files.content bytes identical",
+    ] {
+        assert!(node.contains(check), "{check}:\n{node}");
+    }
+    check_upstream_saw_only_the_real_key(&upstream);
+    let log = function.stop();
+    assert_no_key_in(&log, &ALL_TEST_KEYS);
 }
 
 /// A function under the emulator with the key map from a file and `upstream` behind it.

@@ -6,6 +6,8 @@
     reason = "test helpers fail the test loudly at the first surprise"
 )]
 
+mod api_fake_selfcheck;
+mod api_sdks;
 mod api_surface;
 mod binary;
 mod connect_faults;

@@ -16,9 +16,14 @@ pub async fn run_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
     .await
 }
 
-/// Runs the Node SDK script; returns its stdout.
+/// Runs the Node SDK script sdk_node.mjs; returns its stdout.
 pub async fn run_node_sdk(envs: &[(&str, &str)]) -> String {
-    run_client(PathBuf::from("node"), node_sdk_script(), envs).await
+    run_node_sdk_script("sdk_node.mjs", envs).await
+}
+
+/// Runs one of the Node SDK scripts in tests/e2e/node; returns its stdout.
+pub async fn run_node_sdk_script(script: &str, envs: &[(&str, &str)]) -> String {
+    run_client(PathBuf::from("node"), node_sdk_script(script), envs).await
 }
 
 /// Runs an SDK client script (bounded), with the fake upstream's expected reply in its
@@ -50,14 +55,14 @@ async fn run_client(program: PathBuf, script: PathBuf, envs: &[(&str, &str)]) ->
     stdout
 }
 
-/// The Node SDK script and its pinned `node_modules`; fails loudly when they are missing.
-fn node_sdk_script() -> PathBuf {
+/// A Node SDK script and its pinned `node_modules`; fails loudly when they are missing.
+fn node_sdk_script(script: &str) -> PathBuf {
     let dir = manifest_dir().join("tests/e2e/node");
     assert!(
         dir.join("node_modules/openai").exists(),
         "the OpenAI Node SDK is not installed: run `make test` (it runs `npm ci` in tests/e2e/node)"
     );
-    dir.join("sdk_node.mjs")
+    dir.join(script)
 }
 
 /// The Python interpreter with the pinned test requirements; fails loudly when it is missing.

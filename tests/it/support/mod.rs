@@ -8,6 +8,10 @@ pub mod emf;
 pub mod lambda;
 pub mod moto;
 pub mod openai;
+pub mod openai_api;
+pub mod openai_files;
+pub mod openai_media;
+pub mod openai_stream;
 pub mod process;
 pub mod runtime_api;
 pub mod upstream;
@@ -21,15 +25,15 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use openai_proxy::app::router;
-use openai_proxy::state::AppState;
 use openai_proxy::cache::KeyCache;
 use openai_proxy::config::Config;
 use openai_proxy::keymap::KeyMap;
 use openai_proxy::secrets::{KeySource, SourceError};
+use openai_proxy::state::AppState;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use clients::{python, run_node_sdk, run_sdk_script};
+pub use clients::{python, run_node_sdk, run_node_sdk_script, run_sdk_script};
 pub use process::{BinaryProxy, ChildGuard, run_binary_to_exit};
 
 pub const WRAPPER_KEY: &str = "wrapper-key-alice";

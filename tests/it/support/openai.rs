@@ -1,44 +1,29 @@
 //! Answers the way OpenAI does, closely enough for the official SDKs to parse every response:
 //! chat completions (plain and SSE), embeddings (float and base64), the model list, and the
 //! Responses API (plain and SSE). The content is fixed so the SDK-side scripts can check it.
+//! Every other path falls through to `openai_api`, which answers the rest of the API, so one fake
+//! upstream serves every SDK script.
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::StatusCode;
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::openai_api;
+use super::openai_stream::{PACE, held, release, sse};
 use super::upstream::{HeadDelay, Received};
 
 /// The words the fake model says, one streamed chunk each.
 pub const WORDS: [&str; 5] = ["Hello", " from", " the", " fake", " upstream"];
 pub const REPLY: &str = "Hello from the fake upstream";
-/// Embedding `i` is `[i + 0.5, -1.0, 0.25, 2.0]`: exactly representable, so float32 base64
-/// round-trips to the same numbers.
-/// Pause between streamed events, so a stream is a stream and not one packet.
-const PACE: Duration = Duration::from_millis(5);
-/// A model named `…-held-TOKEN` streams its first word, then holds the rest until the client asks
-/// `GET /v1/test-release/TOKEN` of this upstream (or `HOLD_AT_MOST` passes). The release answers
-/// whether the stream was still held: `{"held": true}` proves the client got the first word while
-/// the upstream had not yet sent the rest, so the proxy streamed it, whatever the machine's speed.
+/// A model named `…-held-TOKEN` streams its first word (speech: its first write), then holds the
+/// rest until the client asks `GET /v1/test-release/TOKEN` of this upstream (or
+/// `openai_stream::HOLD_AT_MOST` passes). The release answers whether the stream was still held:
+/// `{"held": true}` proves the client got the first word while the upstream had not yet sent the
+/// rest, so the proxy streamed it, whatever the machine's speed.
 pub const HELD_INFIX: &str = "-held-";
-const HOLD_AT_MOST: Duration = Duration::from_secs(60);
-
-/// Held streams waiting for their release, by token.
-static HELD: std::sync::Mutex<Vec<(String, tokio::sync::oneshot::Sender<()>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Releases the held stream `token`; whether one was waiting.
-fn release(token: &str) -> bool {
-    let mut held = HELD.lock().unwrap();
-    match held.iter().position(|(waiting, _)| waiting == token) {
-        Some(at) => held.swap_remove(at).1.send(()).is_ok(),
-        None => false,
-    }
-}
 /// A model name ending in this breaks off its stream with OpenAI's in-band error event.
 pub const ERROR_SUFFIX: &str = "-error";
 pub const IN_BAND_ERROR: &str = r#"data: {"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
@@ -93,11 +78,11 @@ fn answer(request: &Received) -> Response {
         })),
         "/v1/responses" if stream => sse(response_events(&model), PACE),
         "/v1/responses" => json_response(response_object(&model, "completed")),
-        _ => (StatusCode::NOT_FOUND, "no such fake route").into_response(),
+        _ => openai_api::answer(request),
     }
 }
 
-fn json_response(value: Value) -> Response {
+pub(super) fn json_response(value: Value) -> Response {
     (
         [
             ("content-type", "application/json"),
@@ -110,49 +95,8 @@ fn json_response(value: Value) -> Response {
 
 /// The role and first-word events, then the rest once released (see `HELD_INFIX`).
 fn held_sse(events: Vec<String>, token: &str) -> Response {
-    let (release, released) = tokio::sync::oneshot::channel();
-    HELD.lock().unwrap().push((token.to_owned(), release));
-    let token = token.to_owned();
-    let split = events.len().min(2);
-    let mut events = events.into_iter();
-    let first: Vec<String> = events.by_ref().take(split).collect();
-    let rest: Vec<String> = events.collect();
-    let first = futures_util::stream::iter(first);
-    let rest = futures_util::stream::once(async move {
-        if tokio::time::timeout(HOLD_AT_MOST, released).await.is_err() {
-            // Not released: no longer held, so a late release says so.
-            HELD.lock()
-                .unwrap()
-                .retain(|(waiting, _)| *waiting != token);
-        }
-        futures_util::stream::iter(rest)
-    })
-    .flatten();
-    let stream = first
-        .chain(rest)
-        .map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event)));
-    Response::builder()
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .header("x-request-id", "req_fake_stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
-}
-
-/// Sends each event as its own write, `pace` apart.
-fn sse(events: Vec<String>, pace: Duration) -> Response {
-    let stream = futures_util::stream::unfold(events.into_iter(), move |mut events| async move {
-        let event = events.next()?;
-        tokio::time::sleep(pace).await;
-        Some((
-            Ok::<_, std::convert::Infallible>(Bytes::from(event)),
-            events,
-        ))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .header("x-request-id", "req_fake_stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
+    let chunks = events.into_iter().map(Bytes::from).collect();
+    held("text/event-stream; charset=utf-8", chunks, 2, token)
 }
 
 /// As OpenAI streams a chat completion: with `include_usage`, every chunk carries
@@ -219,6 +163,8 @@ fn chat_completion(model: &str) -> Value {
     })
 }
 
+/// Embedding `i` is `[i + 0.5, -1.0, 0.25, 2.0]`: exactly representable, so float32 base64
+/// round-trips to the same numbers.
 fn embeddings(body: &Value, model: &str) -> Value {
     let inputs = match &body["input"] {
         Value::Array(items) => items.len(),
@@ -245,7 +191,7 @@ fn embeddings(body: &Value, model: &str) -> Value {
     })
 }
 
-fn response_object(model: &str, status: &str) -> Value {
+pub(super) fn response_object(model: &str, status: &str) -> Value {
     let output = if status == "completed" {
         json!([{
             "type": "message",
@@ -278,7 +224,7 @@ fn response_object(model: &str, status: &str) -> Value {
     })
 }
 
-fn response_events(model: &str) -> Vec<String> {
+pub(super) fn response_events(model: &str) -> Vec<String> {
     let mut sequence = 0;
     let mut event = |kind: &str, mut data: Value| {
         data["type"] = json!(kind);
