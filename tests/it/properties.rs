@@ -1,7 +1,8 @@
 //! Property tests (proptest, bounded case counts): the Authorization parser, the key-map parser
 //! and request-path handling never panic, never answer 5xx, and never echo a key; the usage watch
 //! never panics and never changes a stream it was not asked to restore, and restores any chat
-//! stream with `include_usage` to the stream without it, however it is cut into chunks.
+//! stream with `include_usage` to the stream without it, however it is cut into chunks; any
+//! other answer (binary, JSON) passes byte for byte however it is cut.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
@@ -83,6 +84,12 @@ proptest! {
 /// The whole relay over `bytes` in reads ending at `points`, as the server polls it; returns
 /// the body the client got.
 fn relayed(bytes: &[u8], points: &[usize], undo_include_usage: bool) -> Vec<u8> {
+    relayed_with(bytes, points, UsageWatch::sse(undo_include_usage), None)
+}
+
+/// `bytes` read in the pieces `points` cut them into, through the relay with `watch`, declared
+/// `length` long (or not): what the client receives.
+fn relayed_with(bytes: &[u8], points: &[usize], watch: UsageWatch, length: Option<u64>) -> Vec<u8> {
     let mut from = 0;
     let reads: Vec<Result<Bytes, reqwest::Error>> = points
         .iter()
@@ -99,9 +106,9 @@ fn relayed(bytes: &[u8], points: &[usize], undo_include_usage: bool) -> Vec<u8> 
     let record = RequestRecord::new(&metering, None, &Method::POST, "/v1/chat/completions");
     let body = Relayed::new(
         futures_util::stream::iter(reads),
+        length,
         None,
-        None,
-        UsageWatch::sse(undo_include_usage),
+        watch,
         record,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -167,6 +174,21 @@ proptest! {
         prop_assert_eq!(String::from_utf8_lossy(&restored), String::from_utf8_lossy(&stream.client));
         let observed = relayed(&stream.upstream, &points, false);
         prop_assert_eq!(observed, stream.upstream);
+    }
+
+    /// Audio, file contents, images, plain text and JSON (the whole API's other answers): any
+    /// bytes, however the reads split them, reach the client unchanged, with or without a
+    /// declared length.
+    #[test]
+    fn binary_and_json_answers_pass_unchanged_however_reads_split_them(
+        bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        declared in any::<bool>(),
+    ) {
+        let points = split_points(&cuts, bytes.len());
+        let length = declared.then_some(bytes.len() as u64);
+        prop_assert_eq!(&relayed_with(&bytes, &points, UsageWatch::opaque(), length), &bytes);
+        prop_assert_eq!(&relayed_with(&bytes, &points, UsageWatch::json(), length), &bytes);
     }
 }
 
