@@ -36,9 +36,31 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
         "version": env!("CARGO_PKG_VERSION"),
         "key_map_loaded": key_map.loaded,
         "key_map": key_map,
-        "upstream": state.upstream_host,
+        "upstream": state.default_upstream.host,
+        "upstreams": upstreams(&state),
     });
     (status, Json(body))
+}
+
+/// Every upstream a request can go to, by name and host (never a credential); plain http is
+/// flagged, since requests and keys then cross the network unencrypted.
+fn upstreams(state: &AppState) -> Vec<serde_json::Value> {
+    let named = state
+        .keys
+        .map()
+        .map(|map| map.upstreams().to_vec())
+        .unwrap_or_default();
+    std::iter::once(&state.default_upstream)
+        .chain(named.iter())
+        .map(|upstream| {
+            json!({
+                "name": upstream.name,
+                "host": upstream.host,
+                "auth": upstream.auth.name(),
+                "plain_http": upstream.is_plain_http(),
+            })
+        })
+        .collect()
 }
 
 /// A method other than GET on `/health`.

@@ -138,6 +138,11 @@ impl KeyCache {
         })
     }
 
+    /// The key map in use, if one was ever loaded.
+    pub fn map(&self) -> Option<Arc<KeyMap>> {
+        self.snapshot().map
+    }
+
     pub fn status(&self) -> CacheStatus {
         let state = self.snapshot();
         CacheStatus {

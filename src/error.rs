@@ -52,6 +52,10 @@ pub enum ProxyError {
     BodyUnreadable,
     #[error("The upstream API could not be reached.")]
     UpstreamUnreachable,
+    #[error(
+        "The proxy could not obtain AWS credentials to sign the request to its upstream; an operator must check the function's role."
+    )]
+    UpstreamCredentials,
     #[error("The upstream API did not answer in time.")]
     UpstreamTimeout,
     #[error("The upstream API stopped sending before the response was complete.")]
@@ -117,6 +121,11 @@ impl ProxyError {
             BodyUnreadable => (StatusCode::BAD_REQUEST, CLIENT, "invalid_body"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, SERVER, "upstream_unreachable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, SERVER, "upstream_timeout"),
+            UpstreamCredentials => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                SERVER,
+                "upstream_credentials_unavailable",
+            ),
             UpstreamStreamBroken => (StatusCode::BAD_GATEWAY, SERVER, "upstream_stream_broken"),
             FunctionDeadline => (StatusCode::GATEWAY_TIMEOUT, SERVER, "function_deadline"),
             KeyMapUnavailable => (

@@ -3,7 +3,7 @@
 //! Allow-lists, not deny-lists: a header nobody thought about (a new credential, a hop-by-hop
 //! header, `host`) stays behind by default. Nothing here logs or formats a header value.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, header};
 
 use crate::error::ProxyError;
 
@@ -84,15 +84,15 @@ pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// The headers to send upstream: the allow-listed ones from the client plus the real key.
-pub fn upstream_request_headers(client: &HeaderMap, real_key: &HeaderValue) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(client.len() + 1);
+/// The client's headers that go upstream: the allow-listed ones (the upstream's own credential
+/// is added by `upstream::Upstream::authorise`).
+pub fn upstream_request_headers(client: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
         if FORWARD_REQUEST.contains(name) || name.as_str().starts_with(FORWARD_REQUEST_PREFIX) {
             out.append(name.clone(), value.clone());
         }
     }
-    out.insert(header::AUTHORIZATION, real_key.clone());
     out
 }
 
@@ -113,6 +113,8 @@ pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn with_auth(values: &[&str]) -> HeaderMap {
@@ -157,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn forwards_allow_listed_headers_and_only_the_real_key() {
+    fn forwards_allow_listed_headers_and_no_credential() {
         let mut client = with_auth(&["Bearer wrapper"]);
         for (name, value) in [
             ("content-type", "application/json"),
@@ -174,20 +176,13 @@ mod tests {
                 HeaderValue::from_static(value),
             );
         }
-        let real = HeaderValue::from_static("Bearer real");
-        let out = upstream_request_headers(&client, &real);
+        let out = upstream_request_headers(&client);
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(
             names,
-            [
-                "authorization",
-                "content-type",
-                "openai-beta",
-                "x-stainless-retry-count"
-            ]
+            ["content-type", "openai-beta", "x-stainless-retry-count"]
         );
-        assert_eq!(out[header::AUTHORIZATION], "Bearer real");
     }
 
     #[test]

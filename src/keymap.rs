@@ -1,27 +1,35 @@
-//! The key map document and its parsed, immutable form.
+//! The key map document and its parsed, immutable form, in both of its versions.
 //!
-//! A JSON object. Member name: the wrapper key itself, or `sha256:<lowercase hex digest of it>` so
-//! the document need not hold client keys in plain text. Value: the real key as a string, or
-//! `{"api_key", "tenant", "models", "routes", "expires_at"}` (only `api_key` required; unknown fields refused
-//! so a typo cannot silently drop a policy). Errors name members by position, never by name,
-//! and never quote a value: serde's own messages can quote input, so they are not passed on.
+//! Flat (the original): a JSON object whose member names are wrapper keys, or
+//! `sha256:<lowercase hex digest of one>` so the document need not hold client keys in plain
+//! text, and whose values are the real key as a string or an entry object (`entry.rs`).
+//! Version 2: `{"version": 2, "upstreams": {…}, "keys": {…}}`, where `keys` holds exactly those
+//! members and `upstreams` names where they go (`upstreams.rs`). A flat map never has a number
+//! as a value, so `"version": 2` cannot be mistaken for one. Unknown fields are refused
+//! everywhere, so a typo cannot silently drop a policy. Errors name members by position, never
+//! by name, and never quote a value: serde's own messages can quote input, so none is passed on.
+
+mod entry;
+mod node;
+mod upstreams;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::keys::{KeyEntry, RealKey, WrapperKeyDigest};
+use crate::keys::{KeyEntry, WrapperKeyDigest};
 use crate::routes::RouteGroup;
+use crate::upstream::Upstream;
+use node::Node;
+pub use upstreams::UpstreamsByName;
 
 /// An immutable, parsed key map. A new version of the secret is a new `KeyMap`.
 #[derive(Debug, Default)]
 pub struct KeyMap {
     entries: HashMap<WrapperKeyDigest, Arc<KeyEntry>>,
+    /// The document's named upstreams, in document order (for `/health`).
+    upstreams: Vec<Arc<Upstream>>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -40,12 +48,31 @@ pub enum KeyMapError {
         "member #{index}: the value must be the real key as a string, or an object with \"api_key\""
     )]
     BadValue { index: usize },
-    #[error("member #{index}: \"api_key\" is required")]
+    #[error("member #{index}: \"api_key\" is required (its upstream's auth needs a key)")]
     MissingApiKey { index: usize },
+    #[error("member #{index}: \"upstream\" must name one of the document's \"upstreams\"")]
+    UnknownUpstream { index: usize },
+    #[error(
+        "member #{index}: \"model_map\" must be an object of client model name → upstream model name strings"
+    )]
+    BadModelMap { index: usize },
+    #[error("\"version\" must be 2 (leave it out for a flat key map)")]
+    BadVersion,
+    #[error("unknown top-level member {field} (allowed: version, upstreams, keys)")]
+    UnknownTopLevelMember { field: String },
+    #[error("a version 2 key map needs \"keys\": an object of wrapper key members")]
+    MissingKeys,
+    #[error("\"{member}\" must be a JSON object")]
+    MemberNotAnObject { member: &'static str },
+    #[error("upstream #{upstream}: {problem}")]
+    BadUpstream {
+        upstream: usize,
+        problem: upstreams::Problem,
+    },
     #[error("member #{index}: the real key must be a non-empty string an HTTP header can carry")]
     BadRealKey { index: usize },
     #[error(
-        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, routes, expires_at)"
+        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, routes, expires_at, upstream, model_map)"
     )]
     UnknownField { index: usize, field: String },
     #[error("member #{index}: \"tenant\" must be a non-empty string")]
@@ -67,7 +94,7 @@ pub enum KeyMapError {
 
 impl KeyMap {
     pub fn parse(document: &[u8]) -> Result<Self, KeyMapError> {
-        let members = serde_json::from_slice::<Members>(document).map_err(|err| {
+        let top = serde_json::from_slice::<Node>(document).map_err(|err| {
             match err.classify() {
                 // Syntax errors say where, and never quote the input.
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -76,22 +103,70 @@ impl KeyMap {
                 _ => KeyMapError::NotAnObject,
             }
         })?;
-        let mut entries = HashMap::with_capacity(members.0.len());
-        let mut first_seen = HashMap::with_capacity(members.0.len());
-        for (position, (name, value)) in members.0.into_iter().enumerate() {
+        let Node::Object(members) = top else {
+            return Err(KeyMapError::NotAnObject);
+        };
+        let structured = members.iter().any(|(name, value)| {
+            name == "version" && matches!(value, Node::Value(Value::Number(_)))
+        });
+        if structured {
+            Self::parse_version_2(members)
+        } else {
+            Self::from_keys(members, &UpstreamsByName::default())
+        }
+    }
+
+    fn parse_version_2(members: Vec<(String, Node)>) -> Result<Self, KeyMapError> {
+        let (mut keys, mut upstreams) = (None, UpstreamsByName::default());
+        for (name, value) in members {
+            match (name.as_str(), value) {
+                ("version", Node::Value(version)) if version == 2 => {}
+                ("version", _) => return Err(KeyMapError::BadVersion),
+                ("upstreams", Node::Object(named)) => upstreams = UpstreamsByName::parse(named)?,
+                ("keys", Node::Object(members)) => keys = Some(members),
+                ("upstreams" | "keys", _) => {
+                    return Err(KeyMapError::MemberNotAnObject {
+                        member: if name == "keys" { "keys" } else { "upstreams" },
+                    });
+                }
+                _ => {
+                    return Err(KeyMapError::UnknownTopLevelMember {
+                        field: entry::printable_field_name(&name),
+                    });
+                }
+            }
+        }
+        Self::from_keys(keys.ok_or(KeyMapError::MissingKeys)?, &upstreams)
+    }
+
+    fn from_keys(
+        members: Vec<(String, Node)>,
+        upstreams: &UpstreamsByName,
+    ) -> Result<Self, KeyMapError> {
+        let mut entries = HashMap::with_capacity(members.len());
+        let mut first_seen = HashMap::with_capacity(members.len());
+        for (position, (name, value)) in members.into_iter().enumerate() {
             let index = position + 1;
             let digest = member_digest(index, &name)?;
             if let Some(&first) = first_seen.get(&digest) {
                 return Err(KeyMapError::DuplicateWrapperKey { index, first });
             }
             first_seen.insert(digest, index);
-            entries.insert(digest, Arc::new(parse_entry(index, value)?));
+            entries.insert(digest, Arc::new(entry::parse(index, value, upstreams)?));
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            upstreams: upstreams.in_order(),
+        })
     }
 
     pub fn lookup(&self, digest: &WrapperKeyDigest) -> Option<&Arc<KeyEntry>> {
         self.entries.get(digest)
+    }
+
+    /// The named upstreams the document declares.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
     }
 
     pub fn len(&self) -> usize {
@@ -110,125 +185,6 @@ fn member_digest(index: usize, name: &str) -> Result<WrapperKeyDigest, KeyMapErr
     match name.strip_prefix("sha256:") {
         Some(hex) => WrapperKeyDigest::from_hex(hex).ok_or(KeyMapError::BadDigest { index }),
         None => Ok(WrapperKeyDigest::of(name)),
-    }
-}
-
-fn parse_entry(index: usize, value: Value) -> Result<KeyEntry, KeyMapError> {
-    let real_key = |value: &Value| {
-        value
-            .as_str()
-            .filter(|key| !key.is_empty())
-            .and_then(RealKey::new)
-            .ok_or(KeyMapError::BadRealKey { index })
-    };
-    let fields = match value {
-        Value::String(_) => {
-            return Ok(KeyEntry {
-                real_key: real_key(&value)?,
-                tenant: None,
-                models: None,
-                routes: None,
-                expires_at: None,
-            });
-        }
-        Value::Object(fields) => fields,
-        _ => return Err(KeyMapError::BadValue { index }),
-    };
-    let (mut api_key, mut tenant, mut models, mut routes, mut expires_at) =
-        (None, None, None, None, None);
-    for (field, value) in fields {
-        match field.as_str() {
-            "api_key" => api_key = Some(real_key(&value)?),
-            "tenant" => {
-                let name = value.as_str().filter(|name| !name.is_empty());
-                tenant = Some(name.ok_or(KeyMapError::BadTenant { index })?.to_owned());
-            }
-            "models" => {
-                models = Some(parse_models(&value).ok_or(KeyMapError::BadModels { index })?)
-            }
-            "routes" => {
-                routes = Some(parse_routes(&value).ok_or(KeyMapError::BadRoutes { index })?)
-            }
-            "expires_at" => {
-                let time = value.as_str().and_then(parse_rfc3339);
-                expires_at = Some(time.ok_or(KeyMapError::BadExpiry { index })?);
-            }
-            _ => {
-                return Err(KeyMapError::UnknownField {
-                    index,
-                    field: printable_field_name(&field),
-                });
-            }
-        }
-    }
-    Ok(KeyEntry {
-        real_key: api_key.ok_or(KeyMapError::MissingApiKey { index })?,
-        tenant,
-        models,
-        routes,
-        expires_at,
-    })
-}
-
-fn parse_routes(value: &Value) -> Option<Vec<RouteGroup>> {
-    let list = value.as_array().filter(|list| !list.is_empty())?;
-    list.iter()
-        .map(|group| group.as_str().and_then(RouteGroup::from_name))
-        .collect()
-}
-
-fn parse_models(value: &Value) -> Option<Vec<String>> {
-    let list = value.as_array().filter(|list| !list.is_empty())?;
-    list.iter()
-        .map(|model| {
-            model
-                .as_str()
-                .filter(|name| !name.is_empty())
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
-fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let time =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    // Times before 1970 are long past either way.
-    let seconds = u64::try_from(time.unix_timestamp()).unwrap_or(0);
-    UNIX_EPOCH.checked_add(Duration::new(seconds, time.nanosecond()))
-}
-
-/// Field-name typos are worth showing (`modles`); anything that does not look like a field name
-/// might be a pasted key and is not echoed.
-fn printable_field_name(field: &str) -> String {
-    let looks_like_a_field =
-        field.len() <= 24 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    if looks_like_a_field {
-        format!("\"{field}\"")
-    } else {
-        "(name not shown)".to_owned()
-    }
-}
-
-/// The document's members in file order, duplicates kept, so errors can point at positions.
-struct Members(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
     }
 }
 

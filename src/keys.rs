@@ -2,13 +2,16 @@
 //! The proxy knows wrapper keys only by their SHA-256 digest. No type here can print a key:
 //! `Debug` writes `*****`, and the real key is kept as a header value marked sensitive.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use crate::routes::RouteGroup;
+use crate::upstream::Upstream;
 
 /// SHA-256 of a wrapper key: the only form in which the proxy keeps or compares wrapper keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,20 +57,32 @@ impl fmt::Debug for WrapperKeyDigest {
     }
 }
 
-/// The upstream key, kept ready as the `Authorization` header value it will be sent as,
-/// marked sensitive so HTTP libraries keep it out of their own debug output.
+/// The upstream key, kept ready as the header values it is sent as (`Authorization: Bearer …`,
+/// or the bare key for Azure's `api-key`), marked sensitive so HTTP libraries keep it out of
+/// their own debug output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RealKey(HeaderValue);
+pub struct RealKey {
+    bearer: HeaderValue,
+    raw: HeaderValue,
+}
 
 impl RealKey {
     pub(crate) fn new(key: &str) -> Option<Self> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
-        value.set_sensitive(true);
-        Some(Self(value))
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+        bearer.set_sensitive(true);
+        let mut raw = HeaderValue::from_str(key).ok()?;
+        raw.set_sensitive(true);
+        Some(Self { bearer, raw })
     }
 
+    /// `Bearer <key>`.
     pub fn authorization(&self) -> &HeaderValue {
-        &self.0
+        &self.bearer
+    }
+
+    /// The key alone.
+    pub fn raw(&self) -> &HeaderValue {
+        &self.raw
     }
 }
 
@@ -78,9 +93,14 @@ impl fmt::Debug for RealKey {
 }
 
 /// What one wrapper key grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyEntry {
-    pub real_key: RealKey,
+    /// `None` only where the upstream's auth needs no key (`none`, `aws-sigv4`).
+    pub real_key: Option<RealKey>,
+    /// A named upstream from the key map; `None`: the `UPSTREAM_BASE_URL` one.
+    pub upstream: Option<Arc<Upstream>>,
+    /// Client-facing model name → the name sent upstream (an Azure deployment, a Bedrock id).
+    pub model_map: Option<HashMap<String, String>>,
     /// Names the caller in logs and metrics; never a key.
     pub tenant: Option<String>,
     /// The models this key may use; `None` means any model.
@@ -93,8 +113,21 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// A flat member: a real key, the default upstream, no policy.
+    pub fn for_key(real_key: RealKey) -> Self {
+        Self {
+            real_key: Some(real_key),
+            ..Self::default()
+        }
+    }
+
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|expires_at| expires_at <= now)
+    }
+
+    /// The name `model` goes upstream as, if this key's `model_map` renames it.
+    pub fn mapped_model(&self, model: &str) -> Option<&str> {
+        self.model_map.as_ref()?.get(model).map(String::as_str)
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
@@ -174,13 +207,7 @@ mod tests {
 
     #[test]
     fn callers_are_named_by_tenant_or_short_digest() {
-        let entry = KeyEntry {
-            real_key: RealKey::new("sk-secret").unwrap(),
-            tenant: None,
-            models: None,
-            routes: None,
-            expires_at: None,
-        };
+        let entry = KeyEntry::for_key(RealKey::new("sk-secret").unwrap());
         let digest = WrapperKeyDigest::of("abc");
         assert_eq!(entry.caller(&digest).to_string(), "key:ba7816bf");
         let named = KeyEntry {
@@ -202,7 +229,7 @@ mod tests {
     fn keys_do_not_print() {
         let real = RealKey::new("sk-secret").unwrap();
         assert_eq!(format!("{real:?}"), "RealKey(*****)");
-        assert!(real.authorization().is_sensitive());
+        assert!(real.authorization().is_sensitive() && real.raw().is_sensitive());
         let digest = WrapperKeyDigest::of("wrapper-secret");
         assert_eq!(format!("{digest:?}"), "WrapperKeyDigest(*****)");
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::time::Instant;
@@ -21,11 +21,11 @@ use crate::headers;
 use crate::keys::{KeyEntry, RealKey};
 use crate::metering::{Outcome, RequestRecord};
 use crate::policy;
-use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage};
+use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage, with_model};
 use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
 use crate::state::AppState;
 use crate::stream;
-use crate::upstream;
+use crate::upstream::{self, Auth, Outbound, Signer, Upstream};
 use crate::usage::UsageWatch;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
@@ -46,7 +46,7 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
     }
     let mut record = record;
     match forward_authorized(&state, request, &route, authorized, &mut record).await {
-        Ok(upstream) => relay(upstream, record),
+        Ok(answer) => relay(answer, record),
         Err(err) => answered(err, record),
     }
 }
@@ -112,8 +112,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorize
     state.keys.authorize(token).await
 }
 
+/// Says which upstream served the request, by its key-map name (`default`: `UPSTREAM_BASE_URL`).
+const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-openai-proxy-upstream");
+
 /// The upstream's answer (head received), and how to relay its body.
-struct Upstream {
+struct Answer {
     response: reqwest::Response,
     cutoff: Option<Instant>,
     /// The proxy added `stream_options.include_usage`; the stream is to be restored.
@@ -128,19 +131,18 @@ async fn forward_authorized(
     route: &Route,
     authorized: Authorized,
     record: &mut RequestRecord,
-) -> Result<Upstream, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let (parts, body) = request.into_parts();
     let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
+    let upstream = authorized
+        .entry
+        .upstream
+        .as_deref()
+        .unwrap_or(&state.default_upstream);
+    record.upstream = Some(upstream.name.clone());
     let (body, undo_include_usage) = if parts.method == Method::POST {
-        policed_body(
-            state,
-            &parts.headers,
-            body,
-            route,
-            &authorized.entry,
-            record,
-        )
-        .await?
+        let entry = &authorized.entry;
+        policed_body(state, &parts.headers, body, route, entry, upstream, record).await?
     } else {
         // GET, HEAD and DELETE carry no body in the OpenAI API: none goes upstream.
         if route.model_at == ModelAt::Path {
@@ -151,42 +153,60 @@ async fn forward_authorized(
         (Bytes::new(), false)
     };
 
-    let url = state.upstream_url(&parts.uri);
-    let send = |real_key: &RealKey| {
-        state
-            .client
-            .request(parts.method.clone(), url.as_str())
-            .headers(headers::upstream_request_headers(
-                &parts.headers,
-                real_key.authorization(),
-            ))
-            .body(body.clone())
-            .send()
+    let (path, query) = (parts.uri.path(), parts.uri.query());
+    let outbound = Outbound::new(upstream, &parts.method, path, query, &parts.headers, body);
+    let signer = match upstream.auth {
+        Auth::AwsSigV4 { .. } => Some(state.signer().await),
+        _ => None,
     };
-    let caller = &record.tenant;
-    let fail = |err: reqwest::Error| {
-        tracing::warn!(%caller, method = %parts.method, path = parts.uri.path(), error = %ErrorChain(&err), "upstream request failed");
-        upstream::classify(&err)
+    let send = |real_key| {
+        Sent {
+            state,
+            outbound: &outbound,
+            signer,
+            cutoff,
+            caller: &record.tenant,
+        }
+        .send(real_key)
     };
-
-    let mut response = before(cutoff, send(&authorized.entry.real_key))
-        .await?
-        .map_err(fail)?;
+    let mut response = send(authorized.entry.real_key.as_ref()).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // The real key may have been rotated in the secret since this map was read.
         if let Some(renewed) = state.keys.refresh_after_upstream_401(&authorized).await {
-            tracing::info!(%caller, "upstream refused the real key; retrying once with the rotated key");
-            response = before(cutoff, send(&renewed.entry.real_key))
-                .await?
-                .map_err(fail)?;
+            tracing::info!(caller = %record.tenant, "upstream refused the real key; retrying once with the rotated key");
+            response = send(renewed.entry.real_key.as_ref()).await?;
         }
     }
-    Ok(Upstream {
+    Ok(Answer {
         response,
         cutoff,
         undo_include_usage,
         head: parts.method == Method::HEAD,
     })
+}
+
+/// One send of the upstream request (the 401 retry is a second one).
+struct Sent<'a> {
+    state: &'a AppState,
+    outbound: &'a Outbound<'a>,
+    signer: Option<&'a Signer>,
+    cutoff: Option<Instant>,
+    caller: &'a str,
+}
+
+impl Sent<'_> {
+    async fn send(self, real_key: Option<&RealKey>) -> Result<reqwest::Response, ProxyError> {
+        let client = &self.state.client;
+        let request = self.outbound.build(client, real_key, self.signer).await?;
+        let method = request.method().clone();
+        before(self.cutoff, client.execute(request))
+            .await?
+            .map_err(|err| {
+                let upstream = &self.outbound.upstream.name;
+                tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
+                upstream::classify(&err)
+            })
+    }
 }
 
 /// A POST's body, read whole under the size limit, checked against the key's model list, and
@@ -198,6 +218,7 @@ async fn policed_body(
     body: Body,
     route: &Route,
     entry: &KeyEntry,
+    upstream: &Upstream,
     record: &mut RequestRecord,
 ) -> Result<(Bytes, bool), ProxyError> {
     let kind = BodyKind::of(headers, route)?;
@@ -208,9 +229,20 @@ async fn policed_body(
     record.stream = summary.stream;
     // The name as the record has it, cut to 100 characters: a longer one is on no list.
     policy::check_model(entry, route, record.model.as_deref())?;
+    // The key's `model_map` renames the model for its upstream: the top-level JSON member only,
+    // every other byte as sent. Policy and the record keep the client's name.
+    let mapped = record
+        .model
+        .as_deref()
+        .and_then(|model| entry.mapped_model(model));
+    let body = match (mapped, &kind) {
+        (Some(upstream_model), BodyKind::Json) => with_model(&body, upstream_model),
+        _ => body,
+    };
     // Usage for a chat stream comes only if asked for; asking changes the stream, which the
     // relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
     let ask_for_usage = state.metering.include_stream_usage
+        && upstream.include_usage
         && summary.stream
         && !summary.stream_options
         && route.group == RouteGroup::ChatCompletions
@@ -247,15 +279,22 @@ async fn before<F: Future>(cutoff: Option<Instant>, future: F) -> Result<F::Outp
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
 /// as they arrive (see `stream.rs` for how a body may end early, `usage.rs` for what is read).
-fn relay(upstream: Upstream, mut record: RequestRecord) -> Response {
-    let Upstream {
+fn relay(answer: Answer, mut record: RequestRecord) -> Response {
+    let Answer {
         response,
         cutoff,
         undo_include_usage,
         head,
-    } = upstream;
+    } = answer;
     let status = response.status();
-    let headers = headers::client_response_headers(response.headers());
+    let mut headers = headers::client_response_headers(response.headers());
+    if let Some(name) = record
+        .upstream
+        .as_deref()
+        .and_then(|name| HeaderValue::from_str(name).ok())
+    {
+        headers.insert(UPSTREAM_HEADER, name);
+    }
     record.status = status.as_u16();
     record.upstream_status = Some(status.as_u16());
     record.upstream_request_id = response

@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 
+mod member;
+
 use crate::error::ProxyError;
 use crate::multipart;
 use crate::routes::{ModelAt, Route};
@@ -137,6 +139,20 @@ impl RequestSummary {
             stream_options: fields.stream_options.0,
         })
     }
+}
+
+/// The JSON body with its top-level `model` set to `model` (the one member serde found, so it
+/// is there and unique); every other byte unchanged.
+pub fn with_model(body: &Bytes, model: &str) -> Bytes {
+    let Some(range) = member::top_level_value(body, "model") else {
+        return body.clone();
+    };
+    let value = serde_json::Value::from(model).to_string();
+    let mut changed = Vec::with_capacity(body.len() + value.len());
+    changed.extend_from_slice(&body[..range.start]);
+    changed.extend_from_slice(value.as_bytes());
+    changed.extend_from_slice(&body[range.end..]);
+    Bytes::from(changed)
 }
 
 /// The request body with `"stream_options":{"include_usage":true}` as its first member. The

@@ -5,27 +5,26 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::Uri;
 
 use crate::cache::KeyCache;
 use crate::config::{Config, KeySourceConfig};
 use crate::metering::{Metering, RequestRecord};
 use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
-use crate::upstream;
+use crate::upstream::{self, Signer, Upstream};
 
 /// Cheap to clone: every field is shared.
 #[derive(Clone)]
 pub struct AppState {
     pub client: reqwest::Client,
     pub keys: Arc<KeyCache>,
-    /// `UPSTREAM_BASE_URL` without a trailing slash; request paths after `/v1` are appended.
-    upstream_base: Arc<str>,
+    /// The `UPSTREAM_BASE_URL` upstream, for keys that name none.
+    pub default_upstream: Arc<Upstream>,
+    /// Signs requests to `aws-sigv4` upstreams; made at the first such request.
+    signer: Arc<tokio::sync::OnceCell<Signer>>,
     pub max_request_body_bytes: usize,
     /// Under Lambda: how long before the invocation's deadline a response is ended.
     pub deadline_margin: std::time::Duration,
     pub metering: Metering,
-    /// `host[:port]` of the upstream, for `/health`.
-    pub upstream_host: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +54,7 @@ impl AppState {
         let state = Self::new(config, keys)?;
         let (loaded, ()) = tokio::join!(
             state.keys.load(),
-            upstream::warm_up(&state.client, &state.upstream_base)
+            upstream::warm_up(&state.client, &state.default_upstream.base)
         );
         match (loaded, &config.key_source) {
             (Err(err), KeySourceConfig::File(_)) => Err(err.into()),
@@ -67,24 +66,13 @@ impl AppState {
         Ok(Self {
             client: upstream::client(config)?,
             keys,
-            upstream_base: config
-                .upstream_base_url
-                .as_str()
-                .trim_end_matches('/')
-                .into(),
+            default_upstream: Arc::new(Upstream::default_at(&config.upstream_base_url)),
+            signer: Arc::default(),
             max_request_body_bytes: config.max_request_body_bytes,
             deadline_margin: config.deadline_margin,
             metering: Metering {
                 emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
                 include_stream_usage: config.stream_include_usage,
-            },
-            upstream_host: match (
-                config.upstream_base_url.host_str(),
-                config.upstream_base_url.port(),
-            ) {
-                (Some(host), Some(port)) => format!("{host}:{port}").into(),
-                (Some(host), None) => host.into(),
-                (None, _) => "".into(),
             },
         })
     }
@@ -100,14 +88,8 @@ impl AppState {
         RequestRecord::new(&self.metering, lambda_request_id, request.method(), route)
     }
 
-    /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1`. Only routed paths get here
-    /// (`routes.rs` has refused every path that could change meaning on the way), and the query
-    /// goes on unchanged.
-    pub fn upstream_url(&self, uri: &Uri) -> String {
-        let suffix = uri.path().strip_prefix("/v1").unwrap_or(uri.path());
-        match uri.query() {
-            Some(query) => format!("{}{suffix}?{query}", self.upstream_base),
-            None => format!("{}{suffix}", self.upstream_base),
-        }
+    /// The signer for `aws-sigv4` upstreams, with the standard credential chain.
+    pub async fn signer(&self) -> &Signer {
+        self.signer.get_or_init(Signer::from_environment).await
     }
 }

@@ -1,8 +1,18 @@
-//! The one shared HTTP client to the upstream, and how its failures are classified.
+//! The one shared HTTP client to every upstream, how its failures are classified, and the
+//! upstreams themselves (`target.rs`: where a key's requests go and how they are authorised;
+//! `sigv4.rs`: signing for AWS upstreams).
 //! Timeouts are a connect timeout plus an idle timeout that restarts with every read, never a
 //! total timeout: a reasoning model may think for minutes and then stream for minutes more.
 
+mod outbound;
+mod sigv4;
+mod target;
+
 use std::time::Duration;
+
+pub use outbound::Outbound;
+pub use sigv4::Signer;
+pub use target::{Auth, DEFAULT_NAME, Upstream, secret_header_value};
 
 use crate::config::Config;
 use crate::error::ProxyError;

@@ -75,6 +75,8 @@ fn real_key(authorized: &Authorized) -> String {
     authorized
         .entry
         .real_key
+        .as_ref()
+        .unwrap()
         .authorization()
         .to_str()
         .unwrap()

@@ -1,5 +1,7 @@
 //! The key map format: what parses, and errors that point at positions without quoting keys.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use super::*;
 
 fn lookup<'a>(map: &'a KeyMap, key: &str) -> Option<&'a Arc<KeyEntry>> {
@@ -12,7 +14,10 @@ fn parses_the_flat_seed_format() {
         .unwrap();
     assert_eq!(map.len(), 2);
     let alice = lookup(&map, "wrapper-key-alice").unwrap();
-    assert_eq!(alice.real_key.authorization(), "Bearer sk-alice");
+    assert_eq!(
+        alice.real_key.as_ref().unwrap().authorization(),
+        "Bearer sk-alice"
+    );
     assert!(alice.allows_model("anything"));
     assert!(lookup(&map, "wrapper-key-carol").is_none());
     assert!(lookup(&map, "").is_none());
@@ -30,7 +35,10 @@ fn parses_hashed_names_and_policy_objects() {
     );
     let map = KeyMap::parse(document.as_bytes()).unwrap();
     let hidden = lookup(&map, "wrapper-key-hidden").unwrap();
-    assert_eq!(hidden.real_key.authorization(), "Bearer sk-hidden");
+    assert_eq!(
+        hidden.real_key.as_ref().unwrap().authorization(),
+        "Bearer sk-hidden"
+    );
     let carol = lookup(&map, "wrapper-key-carol").unwrap();
     assert_eq!(carol.tenant.as_deref(), Some("carol"));
     assert!(carol.allows_model("gpt-4o-mini"));
@@ -51,10 +59,19 @@ fn routes_name_route_groups() {
     let carol = lookup(&map, "wrapper-key-carol").unwrap();
     assert_eq!(
         carol.routes.as_deref(),
-        Some(&[RouteGroup::ChatCompletions, RouteGroup::Files, RouteGroup::Batches][..])
+        Some(
+            &[
+                RouteGroup::ChatCompletions,
+                RouteGroup::Files,
+                RouteGroup::Batches
+            ][..]
+        )
     );
     let message = KeyMapError::BadRoutes { index: 1 }.to_string();
-    assert!(message.contains("chat.completions, completions"), "{message}");
+    assert!(
+        message.contains("chat.completions, completions"),
+        "{message}"
+    );
 }
 
 #[test]

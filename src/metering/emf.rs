@@ -45,12 +45,18 @@ impl RequestRecord {
                     .map_or(0, |since| since.as_millis() as u64),
                 cloud_watch_metrics: [Directive {
                     namespace,
-                    dimensions: &[&["tenant", "model"], &["tenant"]],
+                    dimensions: &[&["tenant", "model"], &["tenant"], &["upstream"]],
                     metrics,
                 }],
             },
             tenant: &self.tenant,
             model,
+            // Requests the proxy answered itself went to no upstream.
+            upstream: self
+                .upstream
+                .as_deref()
+                .filter(|_| self.upstream_status.is_some())
+                .unwrap_or(NO_MODEL),
             requests: 1,
             errors: u8::from(client_error || server_error),
             errors_4xx: u8::from(client_error),
@@ -78,6 +84,8 @@ struct EmfRecord<'a> {
     tenant: &'a str,
     #[serde(rename = "model")]
     model: &'a str,
+    #[serde(rename = "upstream")]
+    upstream: &'a str,
     requests: u8,
     errors: u8,
     #[serde(rename = "Errors4xx")]

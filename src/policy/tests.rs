@@ -7,11 +7,9 @@ use crate::routes::{RouteGroup, route};
 
 fn entry(models: Option<&[&str]>, routes: Option<&[RouteGroup]>) -> KeyEntry {
     KeyEntry {
-        real_key: RealKey::new("sk-test").unwrap(),
-        tenant: None,
         models: models.map(|list| list.iter().map(|m| (*m).to_owned()).collect()),
         routes: routes.map(<[RouteGroup]>::to_vec),
-        expires_at: None,
+        ..KeyEntry::for_key(RealKey::new("sk-test").unwrap())
     }
 }
 

@@ -1,0 +1,146 @@
+//! Requests to an `aws-sigv4` upstream (Amazon Bedrock's OpenAI-compatible API) are signed with
+//! the process's own AWS credentials, from the standard chain (the Lambda role, the environment,
+//! a profile): no key is stored anywhere. Signing is the AWS SDK's own (`aws-sigv4`), over the
+//! exact request sent, body included (`x-amz-content-sha256`). Credentials are cached and
+//! refreshed before they expire, one refresh at a time; never read per request.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use axum::http::{HeaderName, HeaderValue};
+
+use crate::error::ProxyError;
+
+/// Credentials that expire sooner than this are refreshed first (Lambda's role credentials are
+/// renewed well before their end; this only matters for a process that outlives them).
+const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+pub struct Signer {
+    provider: Option<SharedCredentialsProvider>,
+    cached: std::sync::RwLock<Option<Credentials>>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(*****)")
+    }
+}
+
+impl Signer {
+    /// The standard credential chain, as every AWS SDK reads it.
+    pub async fn from_environment() -> Self {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        Self::new(config.credentials_provider())
+    }
+
+    pub fn new(provider: Option<SharedCredentialsProvider>) -> Self {
+        Self {
+            provider,
+            cached: std::sync::RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Signs `request` (its method, URL, headers and whole body) for `service` in `region`.
+    pub async fn sign(
+        &self,
+        request: &mut reqwest::Request,
+        region: &str,
+        service: &str,
+    ) -> Result<(), ProxyError> {
+        let identity: Identity = self.credentials().await?.into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|_| ProxyError::UpstreamCredentials)?
+            .into();
+        let body = request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .unwrap_or_default();
+        // A header value that is not visible ASCII cannot be signed; it still goes, unsigned.
+        let headers = request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            request.url().as_str(),
+            headers,
+            SignableBody::Bytes(body),
+        )
+        .map_err(|_| ProxyError::UpstreamCredentials)?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|_| ProxyError::UpstreamCredentials)?
+            .into_parts();
+        let mut signed = Vec::new();
+        for (name, value) in instructions.headers() {
+            let name = HeaderName::from_bytes(name.as_bytes());
+            let value = HeaderValue::from_str(value);
+            let (Ok(name), Ok(mut value)) = (name, value) else {
+                return Err(ProxyError::UpstreamCredentials);
+            };
+            value.set_sensitive(true);
+            signed.push((name, value));
+        }
+        request.headers_mut().extend(signed);
+        Ok(())
+    }
+
+    /// The cached credentials while they are fresh; else one caller refreshes them for all.
+    async fn credentials(&self) -> Result<Credentials, ProxyError> {
+        if let Some(fresh) = self.fresh() {
+            return Ok(fresh);
+        }
+        let _one_refresh = self.refresh.lock().await;
+        if let Some(fresh) = self.fresh() {
+            return Ok(fresh);
+        }
+        let provider = self
+            .provider
+            .as_ref()
+            .ok_or(ProxyError::UpstreamCredentials)?;
+        let credentials = provider.provide_credentials().await.map_err(|err| {
+            tracing::warn!(
+                error = %aws_sdk_secretsmanager::error::DisplayErrorContext(&err),
+                "no AWS credentials to sign upstream requests with"
+            );
+            ProxyError::UpstreamCredentials
+        })?;
+        match self.cached.write() {
+            Ok(mut cached) => *cached = Some(credentials.clone()),
+            Err(poisoned) => *poisoned.into_inner() = Some(credentials.clone()),
+        }
+        Ok(credentials)
+    }
+
+    fn fresh(&self) -> Option<Credentials> {
+        let cached = match self.cached.read() {
+            Ok(cached) => cached.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }?;
+        let deadline = SystemTime::now() + REFRESH_BEFORE;
+        cached
+            .expiry()
+            .is_none_or(|expiry| expiry > deadline)
+            .then_some(cached)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Where a key's requests go and how they are authorised there: the default upstream
+//! (`UPSTREAM_BASE_URL`, Bearer) or a named one from the key map's `upstreams`. Everything that
+//! could be a credential (an extra header or query value) is kept marked sensitive and never
+//! printed: `Debug` shows the name and host only.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use reqwest::Url;
+
+use crate::keys::RealKey;
+
+/// The name the default upstream goes by in records, `/health` and `x-openai-proxy-upstream`.
+pub const DEFAULT_NAME: &str = "default";
+
+/// How requests to an upstream are authorised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <api_key>`.
+    Bearer,
+    /// `api-key: <api_key>` (Azure OpenAI).
+    ApiKey,
+    /// No credential at all.
+    None,
+    /// AWS SigV4 with the process's own AWS credentials, for `service` in `region`.
+    AwsSigV4 { region: String, service: String },
+}
+
+impl Auth {
+    /// The name the key map uses for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::ApiKey => "api-key",
+            Self::None => "none",
+            Self::AwsSigV4 { .. } => "aws-sigv4",
+        }
+    }
+
+    /// Whether an entry on this upstream needs its own `api_key`.
+    pub fn needs_api_key(&self) -> bool {
+        matches!(self, Self::Bearer | Self::ApiKey)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    /// The base URL without a trailing slash; request paths after `/v1` are appended.
+    pub base: Arc<str>,
+    /// `host[:port]`, for `/health`.
+    pub host: Arc<str>,
+    pub auth: Auth,
+    /// Static headers added to every request (values marked sensitive).
+    pub headers: HeaderMap,
+    /// A static query added to every request, already encoded (a secret as much as a header).
+    pub query: Option<Arc<str>>,
+    /// Whether the proxy may ask this upstream for stream usage (`stream_options`).
+    pub include_usage: bool,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// An upstream at `base_url` (already checked to be http or https with a host).
+    pub fn new(name: &str, base_url: &Url, auth: Auth) -> Self {
+        let host = match (base_url.host_str(), base_url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        Self {
+            name: name.into(),
+            base: base_url.as_str().trim_end_matches('/').into(),
+            host: host.into(),
+            auth,
+            headers: HeaderMap::new(),
+            query: None,
+            include_usage: true,
+        }
+    }
+
+    /// The `UPSTREAM_BASE_URL` upstream.
+    pub fn default_at(base_url: &Url) -> Self {
+        Self::new(DEFAULT_NAME, base_url, Auth::Bearer)
+    }
+
+    /// Plain http: allowed (a vLLM on a private network), and flagged in `/health`.
+    pub fn is_plain_http(&self) -> bool {
+        self.base.starts_with("http://")
+    }
+
+    /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1[&<extra query>]`.
+    pub fn url(&self, path: &str, query: Option<&str>) -> String {
+        let suffix = path.strip_prefix("/v1").unwrap_or(path);
+        let mut url = String::with_capacity(self.base.len() + suffix.len() + 64);
+        url.push_str(&self.base);
+        url.push_str(suffix);
+        let queries = query.into_iter().chain(self.query.as_deref());
+        for (index, part) in queries.filter(|part| !part.is_empty()).enumerate() {
+            url.push(if index == 0 { '?' } else { '&' });
+            url.push_str(part);
+        }
+        url
+    }
+
+    /// Puts this upstream's credential and extras into `headers`: the entry's key as its `auth`
+    /// wants it (SigV4 signs later, over the final request), then the static headers.
+    pub fn authorise(&self, headers: &mut HeaderMap, real_key: Option<&RealKey>) {
+        match (&self.auth, real_key) {
+            (Auth::Bearer, Some(key)) => {
+                headers.insert(header::AUTHORIZATION, key.authorization().clone());
+            }
+            (Auth::ApiKey, Some(key)) => {
+                headers.insert(API_KEY.clone(), key.raw().clone());
+            }
+            _ => {}
+        }
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+static API_KEY: HeaderName = HeaderName::from_static("api-key");
+
+/// A sensitive header value for an extra header; `None` if HTTP cannot carry it.
+pub fn secret_header_value(value: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: &str) -> Upstream {
+        Upstream::default_at(&Url::parse(base).unwrap())
+    }
+
+    #[test]
+    fn urls_keep_the_clients_query_and_add_the_upstreams() {
+        let mut upstream = at("https://contoso.openai.azure.com/openai/v1/");
+        assert_eq!(
+            upstream.url("/v1/chat/completions", None),
+            "https://contoso.openai.azure.com/openai/v1/chat/completions"
+        );
+        upstream.query = Some("api-version=preview".into());
+        assert_eq!(
+            upstream.url("/v1/files", Some("limit=2&after=f")),
+            "https://contoso.openai.azure.com/openai/v1/files?limit=2&after=f&api-version=preview"
+        );
+        assert_eq!(
+            upstream.url("/v1/files", Some("")),
+            "https://contoso.openai.azure.com/openai/v1/files?api-version=preview"
+        );
+        assert_eq!(upstream.host.as_ref(), "contoso.openai.azure.com");
+        assert!(at("http://10.0.0.12:8000/v1").is_plain_http());
+        assert_eq!(
+            at("http://10.0.0.12:8000/v1").host.as_ref(),
+            "10.0.0.12:8000"
+        );
+    }
+
+    #[test]
+    fn each_auth_puts_the_key_where_it_belongs_and_nowhere_else() {
+        let key = RealKey::new("sk-real").unwrap();
+        let mut upstream = at("https://api.example/v1");
+        let mut headers = HeaderMap::new();
+        upstream.authorise(&mut headers, Some(&key));
+        assert_eq!(headers[header::AUTHORIZATION], "Bearer sk-real");
+        assert_eq!(headers.len(), 1);
+
+        upstream.auth = Auth::ApiKey;
+        let mut headers = HeaderMap::new();
+        upstream.authorise(&mut headers, Some(&key));
+        assert_eq!(headers["api-key"], "sk-real");
+        assert!(headers["api-key"].is_sensitive());
+        assert!(!headers.contains_key(header::AUTHORIZATION));
+
+        upstream.auth = Auth::None;
+        upstream
+            .headers
+            .insert("x-team", secret_header_value("research").unwrap());
+        let mut headers = HeaderMap::new();
+        upstream.authorise(&mut headers, Some(&key));
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-team"], "research");
+        assert!(!format!("{upstream:?}").contains("research"));
+    }
+}
