@@ -22,4 +22,5 @@ mod metering;
 mod properties;
 mod proxy;
 mod secrets_manager;
+mod sigv4_fake;
 mod support;

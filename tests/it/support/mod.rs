@@ -14,6 +14,7 @@ pub mod openai_media;
 pub mod openai_stream;
 pub mod process;
 pub mod runtime_api;
+pub mod sigv4_upstream;
 pub mod upstream;
 
 use std::collections::HashMap;
