@@ -36,7 +36,10 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// The standard credential chain, as every AWS SDK reads it.
     pub async fn from_environment() -> Self {
+        // The SDK's own HTTPS client on ring (as for Secrets Manager): providers that fetch
+        // credentials over the network (SSO, IMDS, containers) need one.
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::secrets::https_client())
             .load()
             .await;
         Self::new(config.credentials_provider())
