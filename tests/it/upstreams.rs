@@ -186,7 +186,7 @@ impl Upstreams {
         let signed = self.bedrock.received().await;
         for seen in signed
             .iter()
-            .filter(|seen| seen.headers.get("x-amz-date").is_some())
+            .filter(|seen| seen.headers.contains_key("x-amz-date"))
         {
             let raw = format!("{:?}{}", seen.headers, String::from_utf8_lossy(&seen.body));
             assert_eq!(foreign(&raw, &[]), None, "{}", seen.path);
