@@ -23,5 +23,5 @@ mod properties;
 mod proxy;
 mod secrets_manager;
 mod sigv4_fake;
-mod upstreams;
 mod support;
+mod upstreams;
