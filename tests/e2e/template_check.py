@@ -139,12 +139,25 @@ check(
 )
 check("exactly those two permissions", len(permissions) == 2, permissions)
 
-# Least privilege: one inline statement for the one secret, KMS only with a customer key.
+# Least privilege: one inline statement for the one secret, KMS only with a customer key, Bedrock
+# only on the resource the operator names (the SigV4 upstream path).
 [(_, role)] = by_type["AWS::IAM::Role"]
 policies = role["Properties"]["Policies"]
 statements = []
 for policy in policies:
-    if "Fn::If" in policy:
+    if "Fn::If" in policy and policy["Fn::If"][0] == "InvokesBedrock":
+        condition, then, otherwise = policy["Fn::If"]
+        check("the Bedrock policy is conditional", otherwise == {"Ref": "AWS::NoValue"}, policy)
+        bedrock = then["PolicyDocument"]["Statement"]
+        check(
+            "bedrock:InvokeModel(WithResponseStream) on the given resource only",
+            bedrock[0]["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+            and bedrock[0]["Resource"] == {"Ref": "BedrockInvokeResource"},
+            bedrock,
+        )
+        parameter = template["Parameters"]["BedrockInvokeResource"]
+        check("no Bedrock permission by default", parameter["Default"] == "", parameter)
+    elif "Fn::If" in policy:
         condition, then, otherwise = policy["Fn::If"]
         check("the KMS policy is conditional", condition == "HasKmsKey" and otherwise == {"Ref": "AWS::NoValue"}, policy)
         kms = then["PolicyDocument"]["Statement"]
