@@ -4,6 +4,8 @@
 //!   cargo bench --bench bench -- --smoke a short run that proves the benchmark still works
 //!   … -- --cells B1,B4 --proxy-env RUST_LOG=warn   some cells only, extra proxy settings
 //!   … -- --soak 300                       the soak instead of the cells (`make soak`)
+//!   BENCH_PROXY_BIN=/path/openai-proxy cargo bench …   the same cells against another build
+//!                                         (an A/B of two revisions in one harness)
 //!
 //! It starts a fast fake upstream in this process and the release proxy binary in local mode,
 //! then measures each cell against the same request sent straight to the fake (the floor).
@@ -16,6 +18,7 @@ mod latency;
 mod process;
 mod report;
 mod resources;
+mod signing;
 mod soak;
 mod stats;
 
@@ -207,6 +210,9 @@ async fn main() -> Result<(), String> {
     }
     if plan.runs("B10") {
         metering_cells(&plan, &mut report);
+    }
+    if plan.runs("B13") {
+        signing::signing_cells(&plan, &mut report).await;
     }
     if plan.runs("B7") {
         startup_cells(&plan, &settings, &upstream, &mut report).await?;

@@ -142,8 +142,15 @@ impl Drop for Proxy {
     }
 }
 
+/// The proxy binary under test: this build's, or `BENCH_PROXY_BIN` (another revision's, for an
+/// A/B in one harness).
 pub fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_openai-proxy"))
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var_os("BENCH_PROXY_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_openai-proxy").into())
+    })
 }
 
 fn status_field(pid: u32, field: &str) -> u64 {
