@@ -11,7 +11,7 @@
 //!   events included.
 
 mod event;
-mod scan;
+pub(crate) mod scan;
 
 use std::collections::VecDeque;
 

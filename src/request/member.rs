@@ -1,22 +1,23 @@
 //! Finds one top-level member of a JSON object by byte position, so a single value can be
 //! replaced while every other byte of the body stays as the client sent it (a key's `model_map`).
 //! The body has already been parsed once by serde, so it is known to be one valid JSON object;
-//! this only walks it, without recursion and without building a tree.
+//! this only walks it, without recursion and without building a tree, with the same JSON
+//! walking the usage scanner uses.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::memchr2;
+use crate::usage::scan::{skip_ws, string_end, value_end};
 
 /// The byte range of the value of the top-level member `name`.
 pub fn top_level_value(body: &[u8], name: &str) -> Option<Range<usize>> {
-    let mut at = skip_space(body, 0);
+    let mut at = skip_ws(body, 0);
     if body.get(at) != Some(&b'{') {
         return None;
     }
     at += 1;
     loop {
-        at = skip_space(body, at);
+        at = skip_ws(body, at);
         match body.get(at)? {
             b',' => {
                 at += 1;
@@ -27,11 +28,11 @@ pub fn top_level_value(body: &[u8], name: &str) -> Option<Range<usize>> {
         }
         let key_end = string_end(body, at)?;
         let key = decoded(&body[at..key_end])?;
-        at = skip_space(body, key_end);
+        at = skip_ws(body, key_end);
         if body.get(at) != Some(&b':') {
             return None;
         }
-        at = skip_space(body, at + 1);
+        at = skip_ws(body, at + 1);
         let value_end = value_end(body, at)?;
         if key == name {
             return Some(at..value_end);
@@ -49,63 +50,6 @@ fn decoded(quoted: &[u8]) -> Option<Cow<'_, str>> {
             .map(Cow::Owned)
     } else {
         std::str::from_utf8(inner).ok().map(Cow::Borrowed)
-    }
-}
-
-fn skip_space(body: &[u8], mut at: usize) -> usize {
-    while body
-        .get(at)
-        .is_some_and(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
-    {
-        at += 1;
-    }
-    at
-}
-
-/// The index just past the string that opens at `start`.
-fn string_end(body: &[u8], start: usize) -> Option<usize> {
-    let mut at = start + 1;
-    loop {
-        at += memchr2(b'"', b'\\', &body[at..])?;
-        if body[at] == b'\\' {
-            at += 2;
-        } else {
-            return Some(at + 1);
-        }
-    }
-}
-
-/// The index just past the value that starts at `start`.
-fn value_end(body: &[u8], start: usize) -> Option<usize> {
-    match body.get(start)? {
-        b'"' => string_end(body, start),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut at = start;
-            loop {
-                match body.get(at)? {
-                    b'"' => {
-                        at = string_end(body, at)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(at + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                at += 1;
-            }
-        }
-        _ => {
-            let len = body[start..].iter().position(|byte| {
-                matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
-            })?;
-            Some(start + len)
-        }
     }
 }
 

@@ -167,7 +167,7 @@ pub(super) fn top_level_member(json: &[u8], name: &[u8]) -> Option<Member> {
     }
 }
 
-fn skip_ws(json: &[u8], mut at: usize) -> usize {
+pub(crate) fn skip_ws(json: &[u8], mut at: usize) -> usize {
     while json.get(at).is_some_and(u8::is_ascii_whitespace) {
         at += 1;
     }
@@ -175,7 +175,7 @@ fn skip_ws(json: &[u8], mut at: usize) -> usize {
 }
 
 /// Just past the string that starts at `at` (a `"`).
-fn string_end(json: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn string_end(json: &[u8], at: usize) -> Option<usize> {
     let mut i = at + 1;
     while i < json.len() {
         match json[i] {
@@ -188,7 +188,7 @@ fn string_end(json: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Just past the JSON value that starts at `at`.
-fn value_end(json: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn value_end(json: &[u8], at: usize) -> Option<usize> {
     match json.get(at)? {
         b'"' => string_end(json, at),
         b'{' | b'[' => {
