@@ -131,6 +131,12 @@ impl KeyCache {
         if entry.real_key == rejected.entry.real_key || entry.is_expired(SystemTime::now()) {
             return None;
         }
+        // Only a rotation of the real key is retried: an entry that changed anything else (its
+        // upstream above all, whose URL and auth the request was built for) is for the next
+        // request to use, built and checked afresh.
+        if !entry.same_but_for_its_key(&rejected.entry) {
+            return None;
+        }
         Some(Authorized {
             entry,
             digest: rejected.digest,

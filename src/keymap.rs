@@ -58,8 +58,10 @@ pub enum KeyMapError {
     BadModelMap { index: usize },
     #[error("\"version\" must be 2 (leave it out for a flat key map)")]
     BadVersion,
-    #[error("unknown top-level member {field} (allowed: version, upstreams, keys)")]
-    UnknownTopLevelMember { field: String },
+    /// Its name is not shown: a document that forgot to wrap its keys in `keys` has wrapper
+    /// keys there.
+    #[error("an unknown top-level member (a version 2 key map has only version, upstreams, keys)")]
+    UnknownTopLevelMember,
     #[error("a version 2 key map needs \"keys\": an object of wrapper key members")]
     MissingKeys,
     #[error("\"{member}\" must be a JSON object")]
@@ -129,11 +131,7 @@ impl KeyMap {
                         member: if name == "keys" { "keys" } else { "upstreams" },
                     });
                 }
-                _ => {
-                    return Err(KeyMapError::UnknownTopLevelMember {
-                        field: entry::printable_field_name(&name),
-                    });
-                }
+                _ => return Err(KeyMapError::UnknownTopLevelMember),
             }
         }
         Self::from_keys(keys.ok_or(KeyMapError::MissingKeys)?, &upstreams)

@@ -125,6 +125,15 @@ impl KeyEntry {
         self.expires_at.is_some_and(|expires_at| expires_at <= now)
     }
 
+    /// Whether `other` grants the same as this entry, whatever its real key.
+    pub fn same_but_for_its_key(&self, other: &Self) -> bool {
+        let unkeyed = |entry: &Self| Self {
+            real_key: None,
+            ..entry.clone()
+        };
+        unkeyed(self) == unkeyed(other)
+    }
+
     /// The name `model` goes upstream as, if this key's `model_map` renames it.
     pub fn mapped_model(&self, model: &str) -> Option<&str> {
         self.model_map.as_ref()?.get(model).map(String::as_str)

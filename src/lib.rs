@@ -1,17 +1,22 @@
 //! openai-proxy: an OpenAI-compatible proxy that swaps a wrapper key for a real upstream key.
 //!
 //! The request path: a front door ([`lambda`]: the Lambda runtime in response-streaming mode, or
-//! [`local`]: a plain HTTP server) hands the request to [`app::router`]; [`proxy::forward`] authenticates the
-//! wrapper key against the [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a
-//! [`secrets::KeySource`]: Secrets Manager or a file), sends the request upstream with the real key through
-//! the shared client from [`upstream`], and relays status, allowed headers and body bytes as
-//! they arrive. Everything that can go wrong before that is a [`error::ProxyError`]. Each
+//! [`local`]: a plain HTTP server) hands the request to [`app::router`], which sends everything
+//! but `/health` to [`proxy::forward`]. Its phases, each a call into the module that owns it:
+//! [`routes`] finds the route group (or the 404); the wrapper key is authenticated against the
+//! [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a [`secrets::KeySource`]:
+//! Secrets Manager or a file); [`policy`] applies the key's `routes` and `models` to the model
+//! [`request`] reads from the body (JSON, or [`multipart`]); [`upstream`] builds the request for
+//! the key's upstream (its auth, extras, SigV4 signing) and sends it with the shared client in
+//! [`state::AppState`]; status, allowed headers and body bytes are relayed as they arrive
+//! ([`stream`]). Everything that can go wrong before that is a [`error::ProxyError`]. Each
 //! request ends in one [`metering::RequestRecord`] (a log line, and a CloudWatch EMF record),
 //! with the token usage [`usage`] read from the body as it passed.
 
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod headers;
 pub mod keymap;

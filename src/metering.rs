@@ -59,6 +59,9 @@ impl Outcome {
 /// names are only used once the upstream answered 2xx, so nobody can mint metrics at will.
 const NO_MODEL: &str = "(none)";
 
+/// Dimension value for requests the proxy answered itself, before or instead of an upstream.
+const NO_UPSTREAM: &str = "(none)";
+
 pub struct RequestRecord {
     request_id: String,
     pub tenant: String,

@@ -1,7 +1,10 @@
 //! `multipart/form-data` request bodies (audio, image edits, files, upload parts…), which pass
-//! upstream byte for byte. The proxy only walks the parts once: to refuse a body the upstream
-//! would read differently (broken framing, no closing delimiter), and to find the one `model`
-//! field its key policy needs. Nothing here copies a part or keeps a byte of a file.
+//! upstream byte for byte. The proxy only walks the parts once: to find the one `model` field its
+//! key policy needs, and to refuse every body that some server could read differently from this
+//! walk (a preamble, a boundary with escapes, bare LFs or folded lines in part headers, a
+//! `model` part that is a file, no closing delimiter): the official SDKs never send any of those,
+//! and each one is a way to show the proxy one model and the upstream another. Nothing here
+//! copies a part or keeps a byte of a file.
 
 use memchr::memmem;
 
@@ -12,6 +15,10 @@ pub enum Malformed {
     NoBoundary,
     #[error("the body does not begin with the boundary")]
     NoFirstBoundary,
+    #[error("a part's headers hold a bare CR or LF, a folded line or a malformed header")]
+    BadPartHeader,
+    #[error("the \"model\" field is a file, not a text field")]
+    ModelIsAFile,
     #[error("a boundary line is not followed by a line end")]
     BadBoundaryLine,
     #[error("a part's headers do not end with an empty line")]
@@ -26,17 +33,21 @@ pub enum Malformed {
     ModelNotText,
 }
 
-/// The boundary parameter of a `multipart/form-data` content type (quoted or not), 1 to 70
-/// characters as RFC 2046 allows.
+/// The one boundary parameter of a `multipart/form-data` content type (quoted or not): 1 to 70
+/// of the characters RFC 2046 allows, so no quoting or escaping can make it mean two things.
 pub fn boundary(content_type: &str) -> Result<&str, Malformed> {
     let (_, params) = content_type.split_once(';').ok_or(Malformed::NoBoundary)?;
-    let boundary = params_of(params)
-        .find(|(name, _)| name.eq_ignore_ascii_case("boundary"))
-        .map(|(_, value)| value)
-        .ok_or(Malformed::NoBoundary)?;
-    let valid = (1..=70).contains(&boundary.len())
+    let mut boundaries = params_of(params).filter(|(name, _)| {
+        name.eq_ignore_ascii_case("boundary") || name.eq_ignore_ascii_case("boundary*")
+    });
+    let (name, boundary) = boundaries.next().ok_or(Malformed::NoBoundary)?;
+    let valid = boundaries.next().is_none()
+        && name.len() == "boundary".len()
+        && (1..=70).contains(&boundary.len())
         && !boundary.ends_with(' ')
-        && boundary.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        && boundary
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&b));
     valid.then_some(boundary).ok_or(Malformed::NoBoundary)
 }
 
@@ -45,12 +56,11 @@ pub fn model_field(body: &[u8], boundary: &str) -> Result<Option<String>, Malfor
     let delimiter = format!("--{boundary}");
     let next_delimiter = format!("\r\n--{boundary}");
     let finder = memmem::Finder::new(next_delimiter.as_bytes());
-    // A preamble before the first boundary is allowed (and ignored, as by every server).
-    let mut at = if body.starts_with(delimiter.as_bytes()) {
-        delimiter.len()
-    } else {
-        finder.find(body).ok_or(Malformed::NoFirstBoundary)? + next_delimiter.len()
-    };
+    // No preamble: servers disagree on where one ends (Go's reader also takes bare-LF lines).
+    if !body.starts_with(delimiter.as_bytes()) {
+        return Err(Malformed::NoFirstBoundary);
+    }
+    let mut at = delimiter.len();
     let mut model = None;
     loop {
         let rest = &body[at..];
@@ -73,7 +83,8 @@ pub fn model_field(body: &[u8], boundary: &str) -> Result<Option<String>, Malfor
         } else {
             memmem::find(part, b"\r\n\r\n").ok_or(Malformed::UnterminatedHeaders)? + 2
         };
-        let name = part_name(&part[..headers_len]).ok_or(Malformed::UnnamedPart)?;
+        let headers = PartHeaders::read(&part[..headers_len])?;
+        let name = headers.name.ok_or(Malformed::UnnamedPart)?;
         let content_start = part_start + headers_len + 2;
         let content_len = finder
             .find(&body[content_start..])
@@ -81,6 +92,11 @@ pub fn model_field(body: &[u8], boundary: &str) -> Result<Option<String>, Malfor
         if name == "model" {
             if model.is_some() {
                 return Err(Malformed::DuplicateModel);
+            }
+            // Servers take a part with a filename or its own type as a file, and the model as
+            // missing: the API's default would then apply unchecked.
+            if headers.file_like {
+                return Err(Malformed::ModelIsAFile);
             }
             let content = &body[content_start..content_start + content_len];
             let text = std::str::from_utf8(content).map_err(|_| Malformed::ModelNotText)?;
@@ -90,31 +106,82 @@ pub fn model_field(body: &[u8], boundary: &str) -> Result<Option<String>, Malfor
     }
 }
 
-/// The `name` of a part's `Content-Disposition: form-data` header (its only one).
-fn part_name(headers: &[u8]) -> Option<String> {
-    let headers = std::str::from_utf8(headers).ok()?;
-    let mut dispositions = headers.split("\r\n").filter_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("content-disposition")
-            .then_some(value)
-    });
-    let disposition = dispositions.next()?;
-    if dispositions.next().is_some() {
-        return None;
+/// What the proxy reads from one part's header block.
+struct PartHeaders {
+    /// The `name` of its one `Content-Disposition: form-data` header.
+    name: Option<String>,
+    /// A `filename`, a `Content-Type` or a `Content-Transfer-Encoding`: a file, to a server.
+    file_like: bool,
+}
+
+impl PartHeaders {
+    /// Every line must end in CRLF, with no bare CR or LF, no folded continuation, and a field
+    /// name of token characters right before its colon: anything else some server reads as a
+    /// different header.
+    fn read(block: &[u8]) -> Result<Self, Malformed> {
+        let text = std::str::from_utf8(block).map_err(|_| Malformed::BadPartHeader)?;
+        // A non-empty block ends with the CRLF of its last line.
+        let lines = match text {
+            "" => "".split_terminator("\r\n"),
+            _ => text
+                .strip_suffix("\r\n")
+                .ok_or(Malformed::BadPartHeader)?
+                .split_terminator("\r\n"),
+        };
+        let mut dispositions = Vec::new();
+        let mut file_like = false;
+        for line in lines {
+            let (field, value) = line.split_once(':').ok_or(Malformed::BadPartHeader)?;
+            let plain = !field.is_empty()
+                && field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !value.contains(['\r', '\n']);
+            if !plain {
+                return Err(Malformed::BadPartHeader);
+            }
+            if field.eq_ignore_ascii_case("content-disposition") {
+                dispositions.push(value);
+            } else if field.eq_ignore_ascii_case("content-type")
+                || field.eq_ignore_ascii_case("content-transfer-encoding")
+            {
+                file_like = true;
+            }
+        }
+        let name = match dispositions.as_slice() {
+            [disposition] => {
+                let (name, filename) = disposition_name(disposition);
+                file_like |= filename;
+                name
+            }
+            _ => None,
+        };
+        Ok(Self { name, file_like })
     }
-    let (kind, params) = disposition.split_once(';')?;
+}
+
+/// The `name` of a `form-data` disposition, and whether it has a `filename`.
+fn disposition_name(disposition: &str) -> (Option<String>, bool) {
+    let Some((kind, params)) = disposition.split_once(';') else {
+        return (None, false);
+    };
     if !kind.trim().eq_ignore_ascii_case("form-data") {
-        return None;
+        return (None, false);
     }
+    let filename = params_of(params).any(|(name, _)| {
+        name.eq_ignore_ascii_case("filename") || name.eq_ignore_ascii_case("filename*")
+    });
     let mut names = params_of(params).filter(|(name, _)| {
         // `name*` (RFC 2231) could spell a name differently from `name`: not accepted.
         name.eq_ignore_ascii_case("name") || name.eq_ignore_ascii_case("name*")
     });
-    let (param, name) = names.next()?;
+    let Some((param, name)) = names.next() else {
+        return (None, filename);
+    };
     // A backslash in a quoted name is an escape some servers undo (`mo\del` → `model`).
     let plain = param.len() == 4 && !name.contains('\\');
-    (names.next().is_none() && plain).then(|| name.to_owned())
+    let name = (names.next().is_none() && plain).then(|| name.to_owned());
+    (name, filename)
 }
 
 /// `; a=1; b="x; y"` → `(a, 1)`, `(b, x; y)`: semicolons inside quotes do not split, so a quoted

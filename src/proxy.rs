@@ -1,21 +1,19 @@
 //! The forwarding handler, in phases: route (`routes.rs`) → admit the key → policy (route,
-//! model: `policy.rs`) → build the upstream request → send → relay. The response body is the upstream's byte stream handed straight to the client: no
+//! model: `policy.rs`) → build the key's upstream request (`upstream/outbound.rs`) → send →
+//! relay. The response body is the upstream's byte stream handed straight to the client: no
 //! buffering, no re-framing (the one exception, a usage flag the proxy itself added, is undone
 //! event by event in `usage.rs`). Every request ends in exactly one `RequestRecord` log line.
 //! Nothing here logs a header map or a key.
 
-use std::future::Future;
-use std::time::{Duration, SystemTime};
-
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cache::Authorized;
+use crate::deadline::{before, invocation_cutoff};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::keys::{KeyEntry, RealKey};
@@ -25,7 +23,7 @@ use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage, wi
 use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
 use crate::state::AppState;
 use crate::stream;
-use crate::upstream::{self, Auth, Outbound, Signer, Upstream};
+use crate::upstream::{self, Auth, ErrorChain, Outbound, Signer, Upstream};
 use crate::usage::UsageWatch;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
@@ -55,32 +53,21 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
 /// could mint log fields and metric values at will (the 404's message echoes it to the client).
 const UNROUTED: &str = "(unrouted)";
 
-/// `GET /v1/models[/{model}]` for a key limited to some models: exactly those, without asking the
-/// upstream (which would list, or describe, every model of the real key).
+/// `GET /v1/models[/{model}]` for a key limited to some models, answered from its list.
 fn answer_from_list(
     listing: ModelListing,
     models: &[String],
     path: &str,
     mut record: RequestRecord,
 ) -> Response {
-    let described =
-        |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openai-proxy"});
-    let body = match listing {
-        ModelListing::All => {
-            let data: Vec<_> = models.iter().map(|id| described(id)).collect();
-            json!({"object": "list", "data": data})
+    match policy::listed_models(listing, models, path) {
+        Ok(body) => {
+            record.status = StatusCode::OK.as_u16();
+            record.finish(Outcome::Complete);
+            Json(body).into_response()
         }
-        ModelListing::One => match routes::path_model(path) {
-            Some(model) if models.contains(&model) => described(&model),
-            model => {
-                let model = model.unwrap_or_default().chars().take(100).collect();
-                return answered(ProxyError::ModelNotFound { model }, record);
-            }
-        },
-    };
-    record.status = StatusCode::OK.as_u16();
-    record.finish(Outcome::Complete);
-    Json(body).into_response()
+        Err(refused) => answered(refused, record),
+    }
 }
 
 /// The request's record, and its caller once the wrapper key is accepted; a refusal is the
@@ -147,8 +134,8 @@ async fn forward_authorized(
         // GET, HEAD and DELETE carry no body in the OpenAI API: none goes upstream.
         if route.model_at == ModelAt::Path {
             let model = routes::path_model(parts.uri.path());
-            record.model = model.map(|model| model.chars().take(100).collect());
-            policy::check_model(&authorized.entry, route, record.model.as_deref())?;
+            policy::check_path_model(&authorized.entry, route, model.as_deref())?;
+            record.model = model.map(cut_for_the_record);
         }
         (Bytes::new(), false)
     };
@@ -202,6 +189,8 @@ impl Sent<'_> {
         before(self.cutoff, client.execute(request))
             .await?
             .map_err(|err| {
+                // The URL may hold the upstream's static query, a secret: it is not logged.
+                let err = err.without_url();
                 let upstream = &self.outbound.upstream.name;
                 tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
                 upstream::classify(&err)
@@ -225,20 +214,20 @@ async fn policed_body(
     let body = read_body(body, headers, state.max_request_body_bytes).await?;
     record.bytes_in = body.len() as u64;
     let summary = RequestSummary::of(&body, &kind, route)?;
-    record.model = summary.model.map(|model| model.chars().take(100).collect());
-    record.stream = summary.stream;
-    // The name as the record has it, cut to 100 characters: a longer one is on no list.
-    policy::check_model(entry, route, record.model.as_deref())?;
+    // The whole name is checked; the record keeps at most 100 characters of it.
+    policy::check_model(entry, route, summary.model.as_deref())?;
     // The key's `model_map` renames the model for its upstream: the top-level JSON member only,
     // every other byte as sent. Policy and the record keep the client's name.
-    let mapped = record
+    let mapped = summary
         .model
         .as_deref()
         .and_then(|model| entry.mapped_model(model));
-    let body = match (mapped, &kind) {
-        (Some(upstream_model), BodyKind::Json) => with_model(&body, upstream_model),
+    let body = match (mapped, &kind, route.model_at) {
+        (Some(upstream_model), BodyKind::Json, ModelAt::Body) => with_model(&body, upstream_model),
         _ => body,
     };
+    record.model = summary.model.map(cut_for_the_record);
+    record.stream = summary.stream;
     // Usage for a chat stream comes only if asked for; asking changes the stream, which the
     // relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
     let ask_for_usage = state.metering.include_stream_usage
@@ -254,27 +243,10 @@ async fn policed_body(
     }
 }
 
-/// Under Lambda, the moment to give up on the upstream: `margin` before the invocation's
-/// deadline. `None` in local mode, where requests carry no Lambda context, and for a deadline
-/// that has already passed when the request arrives: the Lambda service never sends one, but
-/// `cargo lambda watch` always sends the same fixed value (600,000 ms after the Unix epoch).
-fn invocation_cutoff(extensions: &Extensions, margin: Duration) -> Option<Instant> {
-    let context = extensions.get::<lambda_http::Context>()?;
-    let left = context.deadline().duration_since(SystemTime::now()).ok()?;
-    Some(Instant::now() + left.saturating_sub(margin))
-}
-
-/// Runs `future` unless the invocation's cutoff comes first.
-async fn before<F: Future>(cutoff: Option<Instant>, future: F) -> Result<F::Output, ProxyError> {
-    match cutoff {
-        None => Ok(future.await),
-        Some(at) => tokio::time::timeout_at(at, future).await.map_err(|_| {
-            tracing::warn!(
-                "the Lambda invocation is about to time out before the upstream answered"
-            );
-            ProxyError::FunctionDeadline
-        }),
-    }
+/// Model names are client input: the record (and the metric dimension made from it) keeps at
+/// most 100 characters.
+fn cut_for_the_record(model: String) -> String {
+    model.chars().take(100).collect()
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
@@ -332,20 +304,4 @@ fn relay(answer: Answer, mut record: RequestRecord) -> Response {
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
-}
-
-/// Displays an error with its sources (`a: b: c`), which is where reqwest puts the useful part
-/// ("connection refused"). reqwest's messages name the URL, which never carries a key.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(err) = source {
-            write!(f, ": {err}")?;
-            source = err.source();
-        }
-        Ok(())
-    }
 }

@@ -84,7 +84,15 @@ struct JsonFields {
     #[serde(default)]
     stream_options: Present,
     #[serde(default)]
-    session: Option<serde_json::Value>,
+    session: Option<SessionFields>,
+}
+
+/// `session` of a realtime client secret: its model (a second `model` in it is refused, as at
+/// the top level, so the proxy and the upstream cannot read different ones).
+#[derive(Deserialize)]
+struct SessionFields {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -121,10 +129,7 @@ impl RequestSummary {
         let fields: JsonFields =
             serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)?;
         let model = match model_at {
-            ModelAt::Session => match fields.session {
-                Some(serde_json::Value::Object(mut session)) => session.remove("model"),
-                _ => None,
-            },
+            ModelAt::Session => fields.session.and_then(|session| session.model),
             ModelAt::Body | ModelAt::Path => fields.model,
         };
         let model = match model {

@@ -128,6 +128,10 @@ pub struct Route {
     pub model_listing: Option<ModelListing>,
     /// The request may carry a `multipart/form-data` body (every POST may carry JSON).
     pub multipart: bool,
+    /// A POST the table lists (every GET, HEAD and DELETE counts as listed). In a group whose
+    /// model the proxy sees, a key restricted by `models` may send only listed POSTs: an
+    /// endpoint the table does not know might use a model this walk cannot find.
+    pub listed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,39 +140,51 @@ pub enum ModelListing {
     One,
 }
 
-/// Requests that make a model work, by method and path after `/v1/`, and the API's default
-/// model where it has one that does not depend on other parameters (images/generations picks
-/// dall-e-2 or gpt-image-1 by other fields, so it has none here).
-const MODEL_USES: [(&str, ModelAt, Option<&str>); 16] = [
-    ("chat/completions", ModelAt::Body, None),
-    ("completions", ModelAt::Body, None),
-    ("embeddings", ModelAt::Body, None),
-    ("responses", ModelAt::Body, None),
-    ("responses/input_tokens", ModelAt::Body, None),
-    ("responses/compact", ModelAt::Body, None),
-    ("moderations", ModelAt::Body, Some("omni-moderation-latest")),
-    ("images/generations", ModelAt::Body, None),
-    ("images/edits", ModelAt::Body, None),
-    ("images/variations", ModelAt::Body, Some("dall-e-2")),
-    ("audio/speech", ModelAt::Body, None),
-    ("audio/transcriptions", ModelAt::Body, None),
-    ("audio/translations", ModelAt::Body, None),
-    ("realtime/client_secrets", ModelAt::Session, None),
-    ("realtime/sessions", ModelAt::Body, None),
-    ("videos", ModelAt::Body, Some("sora-2")),
-];
+/// What a POST endpoint does with a model.
+#[derive(Clone, Copy)]
+enum Model {
+    /// It makes the model work; where the request names it, and the API's default model where
+    /// that does not depend on other parameters (images/generations picks dall-e-2 or
+    /// gpt-image-1 by other fields, so it has none here).
+    Uses(ModelAt, Option<&'static str>),
+    /// It makes no model work (cancelling, updating metadata, uploading bytes).
+    Free,
+}
 
-/// POSTs that take `multipart/form-data`, by path after `/v1/` (`*`: one id segment).
-const MULTIPART: [&str; 8] = [
-    "audio/transcriptions",
-    "audio/translations",
-    "images/edits",
-    "images/variations",
-    "files",
-    "uploads/*/parts",
-    "containers/*/files",
-    "videos",
-];
+/// Every POST endpoint the proxy knows, by path after `/v1/` (`*`: one id segment): whether it
+/// takes `multipart/form-data`, and what it does with a model.
+const POSTS: [(&str, bool, Model); 22] = {
+    use Model::{Free, Uses};
+    use ModelAt::{Body, Session};
+    [
+        ("chat/completions", false, Uses(Body, None)),
+        ("chat/completions/*", false, Free),
+        ("completions", false, Uses(Body, None)),
+        ("embeddings", false, Uses(Body, None)),
+        ("responses", false, Uses(Body, None)),
+        ("responses/input_tokens", false, Uses(Body, None)),
+        ("responses/compact", false, Uses(Body, None)),
+        ("responses/*/cancel", false, Free),
+        (
+            "moderations",
+            false,
+            Uses(Body, Some("omni-moderation-latest")),
+        ),
+        ("images/generations", false, Uses(Body, None)),
+        ("images/edits", true, Uses(Body, None)),
+        ("images/variations", true, Uses(Body, Some("dall-e-2"))),
+        ("audio/speech", false, Uses(Body, None)),
+        ("audio/transcriptions", true, Uses(Body, None)),
+        ("audio/translations", true, Uses(Body, None)),
+        ("realtime/client_secrets", false, Uses(Session, None)),
+        ("realtime/sessions", false, Uses(Body, None)),
+        ("videos", true, Uses(Body, Some("sora-2"))),
+        ("files", true, Free),
+        ("uploads/*/parts", true, Free),
+        ("containers/*/files", true, Free),
+        ("fine_tuning/jobs", false, Uses(Body, None)),
+    ]
+};
 
 fn matches_pattern(pattern: &str, segments: &[&str]) -> bool {
     let mut parts = pattern.split('/');
@@ -195,6 +211,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ProxyError> {
         .find(|(_, _, prefix, _)| segments.starts_with(prefix))
         .map(|(group, _, prefix, _)| (*group, prefix.len()))
         .ok_or_else(unknown)?;
+    // Percent-encoding has no place in the API's paths but a model name (`ft:…` may be encoded):
+    // a server that decodes before routing could reach another endpoint than the table sees.
+    let encoded = |segment: &&str| segment.contains('%');
+    if group != RouteGroup::Models && segments.iter().any(encoded) {
+        return Err(unknown());
+    }
     if !matches!(
         *method,
         Method::GET | Method::HEAD | Method::POST | Method::DELETE
@@ -211,15 +233,20 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ProxyError> {
         default_model: None,
         model_listing: None,
         multipart: false,
+        listed: true,
     };
     if *method == Method::POST {
-        route.multipart = MULTIPART
+        let endpoint = POSTS
             .iter()
-            .any(|pattern| matches_pattern(pattern, &segments));
-        if let Some((_, model_at, default)) = MODEL_USES.iter().find(|(uses, ..)| *uses == rest) {
-            route.model_at = *model_at;
-            route.uses_model = true;
-            route.default_model = *default;
+            .find(|(pattern, ..)| matches_pattern(pattern, &segments));
+        route.listed = endpoint.is_some();
+        if let Some((_, multipart, model)) = endpoint {
+            route.multipart = *multipart;
+            if let Model::Uses(at, default) = model {
+                route.model_at = *at;
+                route.uses_model = true;
+                route.default_model = *default;
+            }
         }
     } else if group == RouteGroup::Models {
         route.model_at = ModelAt::Path;
@@ -234,9 +261,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ProxyError> {
 }
 
 /// A path segment that means the same to every server: not empty (`//`), not `.` or `..`, and
-/// free of backslashes and of encoded `/`, `\` or `.`, which some servers decode before routing.
+/// free of backslashes, of `;` (path parameters to some servers) and of encoded `/`, `\` or
+/// `.`, which some servers decode before routing.
 fn is_plain_segment(segment: &str) -> bool {
-    if segment.is_empty() || segment == "." || segment == ".." || segment.contains('\\') {
+    if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['\\', ';']) {
         return false;
     }
     let bytes = segment.as_bytes();

@@ -80,6 +80,22 @@ pub async fn warm_up(client: &reqwest::Client, upstream_base: &str) {
     }
 }
 
+/// Displays an error with its sources (`a: b: c`), which is where reqwest puts the useful part
+/// ("connection refused"). The URL is taken off first (it can carry an upstream's secret query).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

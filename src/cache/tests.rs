@@ -259,3 +259,33 @@ async fn an_upstream_401_re_reads_an_old_map_and_offers_a_changed_key() {
     assert_eq!(real_key(&retry), "Bearer sk-new");
     assert_eq!(source.calls(), 3);
 }
+
+/// A key moved to another upstream (or otherwise changed) is not retried with the request built
+/// for the old one: its new key must not go to the old upstream.
+#[tokio::test(start_paused = true)]
+async fn an_upstream_401_retries_only_a_pure_key_rotation() {
+    let (source, cache) = cache_with(Some(r#"{"w1": "sk-old"}"#));
+    cache.load().await.unwrap();
+    let first = cache.authorize("w1").await.unwrap();
+    source.serve(
+        r#"{"version": 2,
+            "upstreams": {"azure": {"base_url": "https://azure.example/v1", "auth": "api-key"}},
+            "keys": {"w1": {"api_key": "sk-azure", "upstream": "azure"}}}"#,
+    );
+    tokio::time::advance(UPSTREAM_401_REFRESH_AGE).await;
+    assert!(cache.refresh_after_upstream_401(&first).await.is_none());
+    // The next request is built for the new upstream.
+    let moved = cache.authorize("w1").await.unwrap();
+    assert_eq!(&*moved.entry.upstream.as_ref().unwrap().name, "azure");
+    source.serve(r#"{"w1": {"api_key": "sk-old", "models": ["gpt-4o-mini"]}}"#);
+    tokio::time::advance(UPSTREAM_401_REFRESH_AGE).await;
+    let restricted = cache.authorize("w1").await.unwrap();
+    source.serve(r#"{"w1": {"api_key": "sk-new", "models": ["gpt-4o"]}}"#);
+    tokio::time::advance(UPSTREAM_401_REFRESH_AGE).await;
+    assert!(
+        cache
+            .refresh_after_upstream_401(&restricted)
+            .await
+            .is_none()
+    );
+}

@@ -134,11 +134,19 @@ fn parse_base_url(raw: &str) -> Result<Url, Problem> {
 }
 
 fn parse_headers(value: &Value) -> Option<axum::http::HeaderMap> {
-    const REFUSED: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+    // Framing headers are the HTTP client's; credential headers are the upstream's `auth`.
+    const REFUSED: [&str; 6] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "authorization",
+        "api-key",
+    ];
     let mut headers = axum::http::HeaderMap::new();
     for (name, value) in value.as_object()? {
         let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-        if REFUSED.contains(&name.as_str()) {
+        if REFUSED.contains(&name.as_str()) || name.as_str().starts_with("x-amz-") {
             return None;
         }
         headers.insert(name, secret_header_value(value.as_str()?)?);

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{NO_MODEL, Outcome, RequestRecord, millis};
+use super::{NO_MODEL, NO_UPSTREAM, Outcome, RequestRecord, millis};
 
 impl RequestRecord {
     /// The EMF record, one JSON line: `_aws` says which root members are metrics, in which
@@ -56,7 +56,7 @@ impl RequestRecord {
                 .upstream
                 .as_deref()
                 .filter(|_| self.upstream_status.is_some())
-                .unwrap_or(NO_MODEL),
+                .unwrap_or(NO_UPSTREAM),
             requests: 1,
             errors: u8::from(client_error || server_error),
             errors_4xx: u8::from(client_error),

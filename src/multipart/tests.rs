@@ -27,8 +27,8 @@ fn body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
 fn boundaries_are_read_quoted_or_not() {
     assert_eq!(boundary("multipart/form-data; boundary=abc"), Ok("abc"));
     assert_eq!(
-        boundary("multipart/form-data;boundary=\"a b;c\""),
-        Ok("a b;c")
+        boundary("multipart/form-data;boundary=\"a b+c\""),
+        Ok("a b+c")
     );
     assert_eq!(
         boundary("multipart/form-data; charset=utf-8; BOUNDARY=x1"),
@@ -45,6 +45,65 @@ fn boundaries_are_read_quoted_or_not() {
     }
     let long = format!("multipart/form-data; boundary={}", "x".repeat(71));
     assert_eq!(boundary(&long), Err(Malformed::NoBoundary));
+    // Quoting, escapes and a second boundary could each mean another boundary to some server.
+    for ambiguous in [
+        r#"multipart/form-data; boundary="a\"b""#,
+        "multipart/form-data; boundary=x; boundary=y",
+        "multipart/form-data; boundary*=utf-8''x",
+    ] {
+        assert_eq!(
+            boundary(ambiguous),
+            Err(Malformed::NoBoundary),
+            "{ambiguous}"
+        );
+    }
+}
+
+/// Bodies that some server would read with a different `model` than this walk finds.
+#[test]
+fn bodies_servers_could_read_differently_are_refused() {
+    let hidden = "--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe\r\n\
+                  --B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--B--\r\n";
+    // A preamble: Go's reader takes `x\n--B` as the first boundary line, this walk would not.
+    let preamble = format!("x\n{hidden}");
+    assert_eq!(
+        model_field(preamble.as_bytes(), "B"),
+        Err(Malformed::NoFirstBoundary)
+    );
+    let leading_newline = format!("\r\n{hidden}");
+    assert_eq!(
+        model_field(leading_newline.as_bytes(), "B"),
+        Err(Malformed::NoFirstBoundary)
+    );
+    // A bare LF inside a part's headers: Go splits header lines on it.
+    let bare_lf = "--B\r\nX-Pad: a\nContent-Disposition: form-data; name=\"model\"\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\ngpt-4o\r\n--B--\r\n";
+    assert_eq!(
+        model_field(bare_lf.as_bytes(), "B"),
+        Err(Malformed::BadPartHeader)
+    );
+    // A folded continuation line, and whitespace before a colon.
+    for header in [
+        "Content-Disposition: form-data;\r\n name=\"model\"",
+        "Content-Disposition : form-data; name=\"model\"",
+    ] {
+        let body = format!("--B\r\n{header}\r\n\r\ngpt-4o\r\n--B--\r\n");
+        assert_eq!(
+            model_field(body.as_bytes(), "B"),
+            Err(Malformed::BadPartHeader),
+            "{header}"
+        );
+    }
+    // A model part that servers take as a file.
+    for extra in ["; filename=\"m\"", "\r\nContent-Type: text/plain"] {
+        let body = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"model\"{extra}\r\n\r\ndall-e-2\r\n--B--\r\n"
+        );
+        assert_eq!(
+            model_field(body.as_bytes(), "B"),
+            Err(Malformed::ModelIsAFile),
+            "{extra}"
+        );
+    }
 }
 
 #[test]

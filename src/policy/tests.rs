@@ -88,3 +88,44 @@ fn models_are_checked_and_a_missing_one_only_passes_on_a_listed_default() {
     // …but a model it does name is still checked.
     assert!(check_model(&key, &post("/v1/responses/resp_1/cancel"), Some("gpt-4o")).is_err());
 }
+
+#[test]
+fn a_restricted_key_may_send_only_the_posts_the_table_knows_in_groups_it_sees() {
+    let key = entry(Some(&["gpt-realtime"]), Some(&[RouteGroup::Realtime]));
+    let unknown = post("/v1/realtime/transcription_sessions");
+    assert!(matches!(
+        check_model(&key, &unknown, None),
+        Err(ProxyError::RouteNotAllowed { route: "realtime" })
+    ));
+    assert!(
+        check_model(
+            &key,
+            &post("/v1/realtime/client_secrets"),
+            Some("gpt-realtime")
+        )
+        .is_ok()
+    );
+    // An unrestricted key may.
+    assert!(check_model(&entry(None, None), &unknown, None).is_ok());
+}
+
+#[test]
+fn long_model_names_are_checked_whole() {
+    let listed = "m".repeat(100);
+    let key = entry(Some(&[listed.as_str()]), None);
+    let chat = post("/v1/chat/completions");
+    assert!(check_model(&key, &chat, Some(&listed)).is_ok());
+    let longer = format!("{listed}-and-more");
+    assert!(check_model(&key, &chat, Some(&longer)).is_err());
+}
+
+#[test]
+fn a_path_model_that_cannot_be_read_is_refused_to_a_restricted_key() {
+    let key = entry(Some(&["gpt-4o-mini"]), None);
+    let delete = route(&Method::DELETE, "/v1/models/x").unwrap();
+    assert!(matches!(
+        check_path_model(&key, &delete, None),
+        Err(ProxyError::ModelRequired)
+    ));
+    assert!(check_path_model(&entry(None, None), &delete, None).is_ok());
+}

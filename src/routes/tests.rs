@@ -79,6 +79,11 @@ fn model_carrying_requests_say_where_the_model_is() {
     assert!(routed(Method::POST, "/v1/uploads/upload_1/parts").multipart);
     assert!(routed(Method::POST, "/v1/containers/c_1/files").multipart);
     assert!(!routed(Method::POST, "/v1/uploads/upload_1/complete").multipart);
+    // A POST the table does not know is marked so (policy closes it to restricted keys).
+    assert!(!routed(Method::POST, "/v1/realtime/transcription_sessions").listed);
+    assert!(!routed(Method::POST, "/v1/images/generate").listed);
+    assert!(routed(Method::POST, "/v1/responses/resp_1/cancel").listed);
+    assert!(routed(Method::GET, "/v1/files/file-1").listed);
 }
 
 #[test]
@@ -116,6 +121,9 @@ fn paths_outside_the_table_or_with_tricks_are_404() {
         "/v1/files/a%5Cb",
         "/v1/files/a\\b",
         "/v1/files/a%00",
+        "/v1/realtime/client_secret%73",
+        "/v1/images/generations;x=1",
+        "/v1/files/file-1;a",
     ] {
         for method in [Method::GET, Method::POST] {
             match route(&method, path) {

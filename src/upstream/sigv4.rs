@@ -21,10 +21,15 @@ use crate::error::ProxyError;
 /// renewed well before their end; this only matters for a process that outlives them).
 const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
+/// After the credential chain fails, requests are refused this long without asking it again,
+/// so a burst does not queue behind one timeout after another.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
 pub struct Signer {
     provider: Option<SharedCredentialsProvider>,
     cached: std::sync::RwLock<Option<Credentials>>,
-    refresh: tokio::sync::Mutex<()>,
+    /// One refresh at a time; holds when the last one failed.
+    refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -49,7 +54,7 @@ impl Signer {
         Self {
             provider,
             cached: std::sync::RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -101,7 +106,9 @@ impl Signer {
             value.set_sensitive(true);
             signed.push((name, value));
         }
-        request.headers_mut().extend(signed);
+        for (name, value) in signed {
+            request.headers_mut().insert(name, value);
+        }
         Ok(())
     }
 
@@ -110,21 +117,26 @@ impl Signer {
         if let Some(fresh) = self.fresh() {
             return Ok(fresh);
         }
-        let _one_refresh = self.refresh.lock().await;
+        let mut failed_at = self.refresh.lock().await;
         if let Some(fresh) = self.fresh() {
             return Ok(fresh);
+        }
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE) {
+            return Err(ProxyError::UpstreamCredentials);
         }
         let provider = self
             .provider
             .as_ref()
             .ok_or(ProxyError::UpstreamCredentials)?;
         let credentials = provider.provide_credentials().await.map_err(|err| {
+            *failed_at = Some(std::time::Instant::now());
             tracing::warn!(
                 error = %aws_sdk_secretsmanager::error::DisplayErrorContext(&err),
                 "no AWS credentials to sign upstream requests with"
             );
             ProxyError::UpstreamCredentials
         })?;
+        *failed_at = None;
         match self.cached.write() {
             Ok(mut cached) => *cached = Some(credentials.clone()),
             Err(poisoned) => *poisoned.into_inner() = Some(credentials.clone()),

@@ -98,14 +98,31 @@ impl Upstream {
         self.base.starts_with("http://")
     }
 
-    /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1[&<extra query>]`.
+    /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1[&<extra query>]`. A client
+    /// parameter named like one of the upstream's own is dropped: servers that read the first of
+    /// two would otherwise take the client's.
     pub fn url(&self, path: &str, query: Option<&str>) -> String {
         let suffix = path.strip_prefix("/v1").unwrap_or(path);
         let mut url = String::with_capacity(self.base.len() + suffix.len() + 64);
         url.push_str(&self.base);
         url.push_str(suffix);
-        let queries = query.into_iter().chain(self.query.as_deref());
-        for (index, part) in queries.filter(|part| !part.is_empty()).enumerate() {
+        let client = query.into_iter().flat_map(|query| query.split('&'));
+        let own = self
+            .query
+            .as_deref()
+            .into_iter()
+            .flat_map(|query| query.split('&'));
+        let client = client.filter(|part| {
+            !self
+                .query
+                .as_deref()
+                .is_some_and(|own| shares_a_name(part, own))
+        });
+        for (index, part) in client
+            .chain(own)
+            .filter(|part| !part.is_empty())
+            .enumerate()
+        {
             url.push(if index == 0 { '?' } else { '&' });
             url.push_str(part);
         }
@@ -128,6 +145,22 @@ impl Upstream {
             headers.insert(name.clone(), value.clone());
         }
     }
+}
+
+/// Whether the query parameter `part` (`name=value`) has the name of one in `query`, both
+/// percent-decoded as servers read them.
+fn shares_a_name(part: &str, query: &str) -> bool {
+    let name = |pair: &str| {
+        url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(name, _)| name.into_owned())
+    };
+    let Some(client) = name(part) else {
+        return false;
+    };
+    query
+        .split('&')
+        .any(|own| name(own).as_deref() == Some(client.as_str()))
 }
 
 static API_KEY: HeaderName = HeaderName::from_static("api-key");
@@ -162,6 +195,11 @@ mod tests {
         assert_eq!(
             upstream.url("/v1/files", Some("")),
             "https://contoso.openai.azure.com/openai/v1/files?api-version=preview"
+        );
+        // The upstream's own parameter wins, however the client spells its name.
+        assert_eq!(
+            upstream.url("/v1/files", Some("api-version=old&limit=1&api%2Dversion=x")),
+            "https://contoso.openai.azure.com/openai/v1/files?limit=1&api-version=preview"
         );
         assert_eq!(upstream.host.as_ref(), "contoso.openai.azure.com");
         assert!(at("http://10.0.0.12:8000/v1").is_plain_http());

@@ -102,6 +102,36 @@ async fn credentials_about_to_expire_are_refreshed_first() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A credential source that always fails, counting how often it is asked.
+#[derive(Debug)]
+struct Failing(Arc<AtomicUsize>);
+
+impl ProvideCredentials for Failing {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded("none here"),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_credential_chain_is_not_asked_again_at_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let signer = Signer::new(Some(SharedCredentialsProvider::new(Failing(calls.clone()))));
+    for _ in 0..3 {
+        let err = signer
+            .sign(&mut request(b"{}"), "us-east-1", "bedrock")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProxyError::UpstreamCredentials));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn without_credentials_the_request_is_not_sent() {
     let signer = Signer::new(None);
