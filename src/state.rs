@@ -88,8 +88,12 @@ impl AppState {
         RequestRecord::new(&self.metering, lambda_request_id, request.method(), route)
     }
 
-    /// The signer for `aws-sigv4` upstreams, with the standard credential chain.
+    /// The signer for `aws-sigv4` upstreams, with the standard credential chain. Loading that
+    /// chain is a large future, boxed so it does not grow every request's future (which is
+    /// moved, and copied, whole) on the paths that never sign.
     pub async fn signer(&self) -> &Signer {
-        self.signer.get_or_init(Signer::from_environment).await
+        self.signer
+            .get_or_init(|| Box::pin(Signer::from_environment()))
+            .await
     }
 }
