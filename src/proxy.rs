@@ -110,6 +110,8 @@ struct Answer {
     undo_include_usage: bool,
     /// A HEAD request: the answer has no body, whatever length its headers declare.
     head: bool,
+    /// The `x-openai-proxy-upstream` value.
+    served_by: Option<HeaderValue>,
 }
 
 async fn forward_authorized(
@@ -169,6 +171,7 @@ async fn forward_authorized(
         cutoff,
         undo_include_usage,
         head: parts.method == Method::HEAD,
+        served_by: upstream.name_header.clone(),
     })
 }
 
@@ -257,14 +260,11 @@ fn relay(answer: Answer, mut record: RequestRecord) -> Response {
         cutoff,
         undo_include_usage,
         head,
+        served_by,
     } = answer;
     let status = response.status();
     let mut headers = headers::client_response_headers(response.headers());
-    if let Some(name) = record
-        .upstream
-        .as_deref()
-        .and_then(|name| HeaderValue::from_str(name).ok())
-    {
+    if let Some(name) = served_by {
         headers.insert(UPSTREAM_HEADER, name);
     }
     record.status = status.as_u16();

@@ -47,6 +47,8 @@ impl Auth {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: Arc<str>,
+    /// The name as the `x-openai-proxy-upstream` value, made once (`None`: not a header value).
+    pub name_header: Option<HeaderValue>,
     /// The base URL without a trailing slash; request paths after `/v1` are appended.
     pub base: Arc<str>,
     /// `host[:port]`, for `/health`.
@@ -79,6 +81,7 @@ impl Upstream {
         };
         Self {
             name: name.into(),
+            name_header: HeaderValue::from_str(name).ok(),
             base: base_url.as_str().trim_end_matches('/').into(),
             host: host.into(),
             auth,
