@@ -1,6 +1,6 @@
 //! The forwarding handler, in phases: route (`routes.rs`) → admit the key → policy (route,
 //! model: `policy.rs`) → build the key's upstream request (`upstream/outbound.rs`) → send →
-//! relay. The response body is the upstream's byte stream handed straight to the client: no
+//! relay (`stream.rs`). The response body is the upstream's byte stream handed straight to the client: no
 //! buffering, no re-framing (the one exception, a usage flag the proxy itself added, is undone
 //! event by event in `usage.rs`). Every request ends in exactly one `RequestRecord` log line.
 //! Nothing here logs a header map or a key.
@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
@@ -24,7 +24,6 @@ use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
 use crate::state::AppState;
 use crate::stream;
 use crate::upstream::{self, Auth, ErrorChain, Outbound, Signer, Upstream};
-use crate::usage::UsageWatch;
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
     let route = match routes::route(request.method(), request.uri().path()) {
@@ -44,7 +43,7 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
     }
     let mut record = record;
     match forward_authorized(&state, request, &route, authorized, &mut record).await {
-        Ok(answer) => relay(answer, record),
+        Ok(answer) => stream::relay(answer, record),
         Err(err) => answered(err, record),
     }
 }
@@ -99,28 +98,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authorize
     state.keys.authorize(token).await
 }
 
-/// Says which upstream served the request, by its key-map name (`default`: `UPSTREAM_BASE_URL`).
-const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-openai-proxy-upstream");
-
-/// The upstream's answer (head received), and how to relay its body.
-struct Answer {
-    response: reqwest::Response,
-    cutoff: Option<Instant>,
-    /// The proxy added `stream_options.include_usage`; the stream is to be restored.
-    undo_include_usage: bool,
-    /// A HEAD request: the answer has no body, whatever length its headers declare.
-    head: bool,
-    /// The `x-openai-proxy-upstream` value.
-    served_by: Option<HeaderValue>,
-}
-
 async fn forward_authorized(
     state: &AppState,
     request: Request,
     route: &Route,
     authorized: Authorized,
     record: &mut RequestRecord,
-) -> Result<Answer, ProxyError> {
+) -> Result<stream::Answer, ProxyError> {
     let (parts, body) = request.into_parts();
     let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
     let upstream = authorized
@@ -166,7 +150,7 @@ async fn forward_authorized(
             response = send(renewed.entry.real_key.as_ref()).await?;
         }
     }
-    Ok(Answer {
+    Ok(stream::Answer {
         response,
         cutoff,
         undo_include_usage,
@@ -250,58 +234,4 @@ async fn policed_body(
 /// most 100 characters.
 fn cut_for_the_record(model: String) -> String {
     model.chars().take(100).collect()
-}
-
-/// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
-/// as they arrive (see `stream.rs` for how a body may end early, `usage.rs` for what is read).
-fn relay(answer: Answer, mut record: RequestRecord) -> Response {
-    let Answer {
-        response,
-        cutoff,
-        undo_include_usage,
-        head,
-        served_by,
-    } = answer;
-    let status = response.status();
-    let mut headers = headers::client_response_headers(response.headers());
-    if let Some(name) = served_by {
-        headers.insert(UPSTREAM_HEADER, name);
-    }
-    record.status = status.as_u16();
-    record.upstream_status = Some(status.as_u16());
-    record.upstream_request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|id| id.chars().take(100).collect());
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map_or(&b""[..], |value| value.as_bytes());
-    let is_sse = content_type.starts_with(b"text/event-stream");
-    // Usage is read where the API reports it: SSE events and JSON bodies. Audio, files and
-    // plain text pass unread.
-    let watch = if is_sse {
-        UsageWatch::sse(undo_include_usage)
-    } else if content_type.starts_with(b"application/json") {
-        UsageWatch::json()
-    } else {
-        UsageWatch::opaque()
-    };
-    // A JSON body keeps the upstream's length (which the HTTP client enforces). Not an SSE
-    // stream, which may be restored or end with an error event of the proxy's own, nor an answer
-    // that has no body whatever its headers say.
-    let bodyless = head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let length = if is_sse || bodyless {
-        None
-    } else {
-        response.content_length()
-    };
-    let body = stream::Relayed::new(response.bytes_stream(), length, cutoff, watch, record);
-    let mut response = Response::new(Body::new(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
