@@ -1,6 +1,6 @@
 //! The relayed answer: the upstream's status, its allow-listed headers (`relay`), and its body,
-//! the upstream's chunks passed on as they arrive, untouched. Two additions,
-//! both about how a body ends early:
+//! the upstream's chunks passed on as they arrive, untouched. Two additions, both about how a
+//! body ends early:
 //! - if an SSE stream breaks after the status line went out (reset, or idle past the timeout),
 //!   the client gets a final `data: {"error": …}` event in OpenAI's shape and a clean end, instead
 //!   of a connection cut mid-frame that SDKs report as an unexplained network error;
