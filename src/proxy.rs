@@ -2,8 +2,8 @@
 //! model: `policy.rs`) → build the key's upstream request (`upstream/outbound.rs`) → send →
 //! relay (`stream.rs`). The response body is the upstream's byte stream handed straight to the
 //! client: no buffering, no re-framing (the one exception, a usage flag the proxy itself added,
-//! is undone event by event in `usage.rs`). Every request ends in exactly one `RequestRecord` log line.
-//! Nothing here logs a header map or a key.
+//! is undone event by event in `usage.rs`). Every request ends in exactly one `RequestRecord`
+//! log line. Nothing here logs a header map or a key.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
