@@ -42,12 +42,18 @@ pub fn check_model(entry: &KeyEntry, route: &Route, model: Option<&str>) -> Resu
     match model {
         Some(model) if listed(model) => Ok(()),
         Some(model) => Err(ProxyError::ModelNotAllowed {
-            model: model.chars().take(100).collect(),
+            model: shown_model(model),
         }),
         // A request that names no model gets the API's default, if it has one.
         None if !route.uses_model || route.default_model.is_some_and(listed) => Ok(()),
         None => Err(ProxyError::ModelRequired),
     }
+}
+
+/// A model name as the record, the metric dimension and error messages show it: client input,
+/// so at most 100 characters of it.
+pub fn shown_model(model: &str) -> String {
+    model.chars().take(100).collect()
 }
 
 /// The model named in a `/v1/models/{model}` path (`None`: not readable as text), checked like a
@@ -80,7 +86,7 @@ pub fn listed_models(
         ModelListing::One => match routes::path_model(path) {
             Some(model) if models.contains(&model) => Ok(described(&model)),
             model => Err(ProxyError::ModelNotFound {
-                model: model.unwrap_or_default().chars().take(100).collect(),
+                model: shown_model(&model.unwrap_or_default()),
             }),
         },
     }

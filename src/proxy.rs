@@ -121,7 +121,7 @@ async fn forward_authorized(
         if route.model_at == ModelAt::Path {
             let model = routes::path_model(parts.uri.path());
             policy::check_path_model(&authorized.entry, route, model.as_deref())?;
-            record.model = model.map(cut_for_the_record);
+            record.model = model.as_deref().map(policy::shown_model);
         }
         (Bytes::new(), false)
     };
@@ -213,7 +213,7 @@ async fn policed_body(
         (Some(upstream_model), BodyKind::Json, ModelAt::Body) => with_model(&body, upstream_model),
         _ => body,
     };
-    record.model = summary.model.map(cut_for_the_record);
+    record.model = summary.model.as_deref().map(policy::shown_model);
     record.stream = summary.stream;
     // Usage for a chat stream comes only if asked for; asking changes the stream, which the
     // relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
@@ -228,10 +228,4 @@ async fn policed_body(
     } else {
         Ok((body, false))
     }
-}
-
-/// Model names are client input: the record (and the metric dimension made from it) keeps at
-/// most 100 characters.
-fn cut_for_the_record(model: String) -> String {
-    model.chars().take(100).collect()
 }

@@ -3,8 +3,6 @@
 //! read it; nothing else looks at a request path. Paths that could mean something else once they
 //! reach the upstream (`..`, encoded slashes, empty segments) are refused here, before anything.
 
-use std::fmt;
-
 use axum::http::Method;
 
 use crate::error::ProxyError;
@@ -93,12 +91,6 @@ impl RouteGroup {
     /// All group names, for error messages and the README.
     pub fn names() -> impl Iterator<Item = &'static str> {
         GROUPS.iter().map(|(_, name, _, _)| *name)
-    }
-}
-
-impl fmt::Display for RouteGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

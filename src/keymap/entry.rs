@@ -118,7 +118,7 @@ fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 
 /// Field-name typos are worth showing (`modles`); anything that does not look like a field name
 /// might be a pasted key and is not echoed.
-pub fn printable_field_name(field: &str) -> String {
+fn printable_field_name(field: &str) -> String {
     let looks_like_a_field =
         field.len() <= 24 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     if looks_like_a_field {
