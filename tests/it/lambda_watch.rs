@@ -57,6 +57,16 @@ impl Deployment {
     }
 }
 
+/// What the SDK scripts read: the function URL, the wrapper key, and the fake upstream's own URL
+/// (where held streams are released).
+fn sdk_env<'a>(base_url: &'a str, upstream_url: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("OPENAI_PROXY_BASE_URL", base_url),
+        ("OPENAI_PROXY_KEY", WRAPPER_KEY),
+        ("OPENAI_PROXY_TEST_UPSTREAM", upstream_url),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
     let Deployment {
@@ -68,11 +78,7 @@ async fn the_python_and_node_sdks_work_through_the_emulated_function_url() {
 
     let base_url = emulator.base_url();
     let upstream_url = upstream.base_url();
-    let sdk_env = [
-        ("OPENAI_PROXY_BASE_URL", base_url.as_str()),
-        ("OPENAI_PROXY_KEY", WRAPPER_KEY),
-        ("OPENAI_PROXY_TEST_UPSTREAM", upstream_url.as_str()),
-    ];
+    let sdk_env = sdk_env(&base_url, &upstream_url);
     let python = run_sdk_script("sdk_python.py", &sdk_env).await;
     assert!(
         python.contains("ok - streamed chunks arrive one by one"),
@@ -113,11 +119,7 @@ async fn the_whole_api_works_through_the_emulated_function_url() {
     } = Deployment::start(&[("RUST_LOG", "debug")]).await;
     let base_url = emulator.base_url();
     let upstream_url = upstream.base_url();
-    let sdk_env = [
-        ("OPENAI_PROXY_BASE_URL", base_url.as_str()),
-        ("OPENAI_PROXY_KEY", WRAPPER_KEY),
-        ("OPENAI_PROXY_TEST_UPSTREAM", upstream_url.as_str()),
-    ];
+    let sdk_env = sdk_env(&base_url, &upstream_url);
     let python = run_sdk_script("sdk_python_api.py", &sdk_env).await;
     for check in PYTHON_API_CHECKS {
         assert!(python.contains(check), "{check}:\n{python}");
