@@ -38,6 +38,11 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
         "key_map": key_map,
         "upstream": state.default_upstream.host,
         "upstreams": upstreams(&state),
+        // `shared: false` under Lambda means each execution environment counts alone.
+        "limits": {
+            "store": state.limiter.store().kind(),
+            "shared": state.limiter.store().shared(),
+        },
     });
     (status, Json(body))
 }

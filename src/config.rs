@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::limits::OnStoreError;
+
 pub const DEFAULT_UPSTREAM: &str = "https://api.openai.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8000";
 /// Just under the 6 MB payload cap of a function URL invocation, so an oversized body gets our
@@ -60,7 +62,17 @@ pub struct Config {
     pub emf_namespace: Option<String>,
     /// Ask the upstream for token usage on chat streams (`STREAM_INCLUDE_USAGE`, default on).
     pub stream_include_usage: bool,
+    /// `LIMITS_TABLE`: the DynamoDB table of shared counters; `None`: counters in this process.
+    pub limits_table: Option<String>,
+    /// `LIMITS_ON_STORE_ERROR`: serve (`allow`, the default) or refuse (`deny`) when the limits
+    /// store cannot be reached.
+    pub limits_on_store_error: OnStoreError,
+    /// `LIMITS_DEFAULT_OUTPUT_TOKENS`: what a generating request that sets no output cap
+    /// reserves for its output.
+    pub limits_default_output_tokens: u64,
 }
+
+pub const DEFAULT_LIMITS_OUTPUT_TOKENS: u64 = 1_000;
 
 /// All problems found in the environment, one per line.
 #[derive(Debug, PartialEq, Eq)]
@@ -206,6 +218,32 @@ impl Config {
         }
         let emf_namespace = emf.then_some(namespace);
 
+        let limits_table = get("LIMITS_TABLE").map(|table| table.trim().to_owned());
+        let limits_on_store_error =
+            match get("LIMITS_ON_STORE_ERROR").map(|raw| (raw.trim().to_ascii_lowercase(), raw)) {
+                None => OnStoreError::Allow,
+                Some((value, _)) if value == "allow" => OnStoreError::Allow,
+                Some((value, _)) if value == "deny" => OnStoreError::Deny,
+                Some((_, raw)) => {
+                    problems.push(format!(
+                        "LIMITS_ON_STORE_ERROR: expected allow or deny, got {raw:?}"
+                    ));
+                    OnStoreError::Allow
+                }
+            };
+        let limits_default_output_tokens = match get("LIMITS_DEFAULT_OUTPUT_TOKENS") {
+            None => DEFAULT_LIMITS_OUTPUT_TOKENS,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(value) => value,
+                Err(_) => {
+                    problems.push(format!(
+                        "LIMITS_DEFAULT_OUTPUT_TOKENS: expected a whole number of tokens, got {raw:?}"
+                    ));
+                    DEFAULT_LIMITS_OUTPUT_TOKENS
+                }
+            },
+        };
+
         match (upstream_base_url, key_source) {
             (Some(upstream_base_url), Some(key_source)) if problems.is_empty() => Ok(Self {
                 front_door,
@@ -221,6 +259,9 @@ impl Config {
                 log_json,
                 emf_namespace,
                 stream_include_usage,
+                limits_table,
+                limits_on_store_error,
+                limits_default_output_tokens,
             }),
             _ => Err(ConfigErrors(problems)),
         }

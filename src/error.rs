@@ -68,6 +68,13 @@ pub enum ProxyError {
         "The proxy has no key map: its source (a Secrets Manager secret or a key file) could not be read. An operator must check that the secret exists and that the function's role may read it; /health shows the last error."
     )]
     KeyMapUnavailable,
+    /// A key's or its tenant's limit (`limits.rs`): 429, with the rate-limit headers.
+    #[error("{0}")]
+    RateLimited(Box<crate::limits::Refusal>),
+    #[error(
+        "The proxy could not check this API key's limits (its limits store is unreachable), and is configured to refuse requests until it can. Try again shortly."
+    )]
+    LimitsUnavailable,
 }
 
 /// OpenAI's error body, field for field, so SDKs raise their usual typed exceptions.
@@ -133,6 +140,21 @@ impl ProxyError {
                 SERVER,
                 "key_map_unavailable",
             ),
+            RateLimited(refusal) if refusal.is_budget() => (
+                StatusCode::TOO_MANY_REQUESTS,
+                refusal.kind(),
+                "insufficient_quota",
+            ),
+            RateLimited(refusal) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                refusal.kind(),
+                "rate_limit_exceeded",
+            ),
+            LimitsUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                SERVER,
+                "limits_unavailable",
+            ),
         }
     }
 }
@@ -173,6 +195,9 @@ impl IntoResponse for ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ProxyError::RateLimited(refusal) = &self {
+            refusal.add_headers(response.headers_mut());
+        }
         response
     }
 }

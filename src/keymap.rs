@@ -3,13 +3,15 @@
 //! Flat (the original): a JSON object whose member names are wrapper keys, or
 //! `sha256:<lowercase hex digest of one>` so the document need not hold client keys in plain
 //! text, and whose values are the real key as a string or an entry object (`entry.rs`).
-//! Version 2: `{"version": 2, "upstreams": {…}, "keys": {…}}`, where `keys` holds exactly those
-//! members and `upstreams` names where they go (`upstreams.rs`). A flat map never has a number
+//! Version 2: `{"version": 2, "upstreams": {…}, "tenants": {…}, "keys": {…}}`, where `keys`
+//! holds exactly those members, `upstreams` names where they go (`upstreams.rs`) and `tenants`
+//! the tenants and their shared limits (`limits.rs`). A flat map never has a number
 //! as a value, so `"version": 2` cannot be mistaken for one. Unknown fields are refused
 //! everywhere, so a typo cannot silently drop a policy. Errors name members by position, never
 //! by name, and never quote a value: serde's own messages can quote input, so none is passed on.
 
 mod entry;
+mod limits;
 mod node;
 mod upstreams;
 
@@ -60,7 +62,9 @@ pub enum KeyMapError {
     BadVersion,
     /// Its name is not shown: a document that forgot to wrap its keys in `keys` has wrapper
     /// keys there.
-    #[error("an unknown top-level member (a version 2 key map has only version, upstreams, keys)")]
+    #[error(
+        "an unknown top-level member (a version 2 key map has only version, upstreams, tenants, keys)"
+    )]
     UnknownTopLevelMember,
     #[error("a version 2 key map needs \"keys\": an object of wrapper key members")]
     MissingKeys,
@@ -74,11 +78,31 @@ pub enum KeyMapError {
     #[error("member #{index}: the real key must be a non-empty string an HTTP header can carry")]
     BadRealKey { index: usize },
     #[error(
-        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, routes, expires_at, upstream, model_map)"
+        "member #{index}: unknown field {field} (allowed: api_key, tenant, models, routes, expires_at, upstream, model_map, id, limits)"
     )]
     UnknownField { index: usize, field: String },
     #[error("member #{index}: \"tenant\" must be a non-empty string")]
     BadTenant { index: usize },
+    #[error(
+        "member #{index}: \"tenant\" must name one of the document's \"tenants\" (list every tenant there, with or without limits)"
+    )]
+    UnknownTenant { index: usize },
+    #[error("member #{index}: \"id\" must be 1 to 128 letters, digits or . _ - : @ / + = (no #)")]
+    BadId { index: usize },
+    #[error(
+        "member #{index}: \"limits\" must be an object of positive integers among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
+    )]
+    BadLimits { index: usize },
+    #[error(
+        "tenant #{tenant}: a tenant's name must be 1 to 128 letters, digits or . _ - : @ / + = (no #)"
+    )]
+    BadTenantName { tenant: usize },
+    #[error("tenant #{tenant}: a tenant must be an object whose only member is \"limits\"")]
+    BadTenantEntry { tenant: usize },
+    #[error(
+        "tenant #{tenant}: \"limits\" must be an object of positive integers among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
+    )]
+    BadTenantLimits { tenant: usize },
     #[error(
         "member #{index}: \"models\" must be a non-empty list of model names (leave it out to allow every model)"
     )]
@@ -114,32 +138,38 @@ impl KeyMap {
         if structured {
             Self::parse_version_2(members)
         } else {
-            Self::from_keys(members, &UpstreamsByName::default())
+            Self::from_keys(members, &UpstreamsByName::default(), &None)
         }
     }
 
     fn parse_version_2(members: Vec<(String, Node)>) -> Result<Self, KeyMapError> {
-        let (mut keys, mut upstreams) = (None, UpstreamsByName::default());
+        let (mut keys, mut upstreams, mut tenants) = (None, UpstreamsByName::default(), None);
         for (name, value) in members {
             match (name.as_str(), value) {
                 ("version", Node::Value(version)) if version == 2 => {}
                 ("version", _) => return Err(KeyMapError::BadVersion),
                 ("upstreams", Node::Object(named)) => upstreams = UpstreamsByName::parse(named)?,
                 ("keys", Node::Object(members)) => keys = Some(members),
-                ("upstreams" | "keys", _) => {
+                ("tenants", Node::Object(named)) => tenants = Some(limits::parse_tenants(named)?),
+                ("upstreams" | "keys" | "tenants", _) => {
                     return Err(KeyMapError::MemberNotAnObject {
-                        member: if name == "keys" { "keys" } else { "upstreams" },
+                        member: match name.as_str() {
+                            "keys" => "keys",
+                            "tenants" => "tenants",
+                            _ => "upstreams",
+                        },
                     });
                 }
                 _ => return Err(KeyMapError::UnknownTopLevelMember),
             }
         }
-        Self::from_keys(keys.ok_or(KeyMapError::MissingKeys)?, &upstreams)
+        Self::from_keys(keys.ok_or(KeyMapError::MissingKeys)?, &upstreams, &tenants)
     }
 
     fn from_keys(
         members: Vec<(String, Node)>,
         upstreams: &UpstreamsByName,
+        tenants: &limits::Tenants,
     ) -> Result<Self, KeyMapError> {
         let mut entries = HashMap::with_capacity(members.len());
         let mut first_seen = HashMap::with_capacity(members.len());
@@ -150,7 +180,10 @@ impl KeyMap {
                 return Err(KeyMapError::DuplicateWrapperKey { index, first });
             }
             first_seen.insert(digest, index);
-            entries.insert(digest, Arc::new(entry::parse(index, value, upstreams)?));
+            entries.insert(
+                digest,
+                Arc::new(entry::parse(index, value, upstreams, tenants)?),
+            );
         }
         Ok(Self {
             entries,

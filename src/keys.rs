@@ -2,6 +2,7 @@
 //! The proxy knows wrapper keys only by their SHA-256 digest. No type here can print a key:
 //! `Debug` writes `*****`, and the real key is kept as a header value marked sensitive.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::SystemTime;
 use axum::http::HeaderValue;
 use sha2::{Digest, Sha256};
 
+use crate::limits::{Limits, Subject};
 use crate::routes::RouteGroup;
 use crate::upstream::Upstream;
 
@@ -110,6 +112,13 @@ pub struct KeyEntry {
     pub routes: Option<Vec<RouteGroup>>,
     /// After this instant the key is refused like an unknown key.
     pub expires_at: Option<SystemTime>,
+    /// Whose counters the key's limits count in (`id`); `None`: the key id the logs show, so a
+    /// rotated key keeps its counters only if the map gives old and new the same `id`.
+    pub id: Option<String>,
+    /// The key's own limits.
+    pub limits: Option<Limits>,
+    /// Its tenant's limits (the document's `tenants`), shared by every key of the tenant.
+    pub tenant_limits: Option<Limits>,
 }
 
 impl KeyEntry {
@@ -145,6 +154,28 @@ impl KeyEntry {
             .is_none_or(|models| models.iter().any(|allowed| allowed == model))
     }
 
+    /// Whether any limit applies to this key (its own or its tenant's).
+    pub fn is_limited(&self) -> bool {
+        self.limits.is_some() || self.tenant_limits.is_some()
+    }
+
+    /// The id the key's own counters belong to: its `id`, else `key:` and 8 hex digits of the
+    /// wrapper key's digest.
+    pub fn counter_id(&self, digest: &WrapperKeyDigest) -> Cow<'_, str> {
+        match &self.id {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(short_key_id(digest)),
+        }
+    }
+
+    /// The counters this key's requests count in: `counter_id` is its own.
+    pub fn limit_subject<'a>(&'a self, counter_id: &'a str) -> Subject<'a> {
+        Subject {
+            key: self.limits.as_ref().map(|limits| (counter_id, limits)),
+            tenant: self.tenant.as_deref().zip(self.tenant_limits.as_ref()),
+        }
+    }
+
     /// Who is calling, for logs: the tenant, or else a short non-reversible key id.
     pub fn caller<'a>(&'a self, digest: &'a WrapperKeyDigest) -> Caller<'a> {
         Caller {
@@ -165,15 +196,20 @@ impl fmt::Display for Caller<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.entry.tenant {
             Some(tenant) => f.write_str(tenant),
-            None => {
-                f.write_str("key:")?;
-                for byte in &self.digest.0[..4] {
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
-            }
+            None => f.write_str(&short_key_id(self.digest)),
         }
     }
+}
+
+/// `key:` and the first 8 hex digits of a wrapper key's digest.
+fn short_key_id(digest: &WrapperKeyDigest) -> String {
+    let mut id = String::with_capacity(12);
+    id.push_str("key:");
+    for byte in &digest.0[..4] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 /// The `hash-key` command: reads one wrapper key from the first line of `input` and returns the

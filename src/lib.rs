@@ -14,6 +14,7 @@
 //! with the token usage [`usage`] read from the body as it passed.
 
 pub mod app;
+pub mod aws;
 pub mod cache;
 pub mod config;
 pub mod deadline;
@@ -22,6 +23,7 @@ pub mod headers;
 pub mod keymap;
 pub mod keys;
 pub mod lambda;
+pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod metering;

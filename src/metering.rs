@@ -41,6 +41,8 @@ pub enum Outcome {
     Deadline,
     /// The client left before the end.
     ClientGone,
+    /// A key's or its tenant's limit refused the request (429, no upstream call).
+    Throttled,
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             Self::ErrorEvent => "error_event",
             Self::Deadline => "deadline",
             Self::ClientGone => "client_gone",
+            Self::Throttled => "throttled",
         }
     }
 }
@@ -79,6 +82,10 @@ pub struct RequestRecord {
     pub bytes_in: u64,
     bytes_out: u64,
     pub usage: Option<Usage>,
+    /// The limit that refused the request (`key.requests_per_minute`, …).
+    pub limit: Option<&'static str>,
+    /// The limits store failed for this request (admission or settling).
+    pub limits_store_error: bool,
     outcome: Outcome,
     emf_namespace: Option<Arc<str>>,
     written: bool,
@@ -107,6 +114,8 @@ impl RequestRecord {
             bytes_in: 0,
             bytes_out: 0,
             usage: None,
+            limit: None,
+            limits_store_error: false,
             outcome: Outcome::ClientGone,
             emf_namespace: metering.emf_namespace.clone(),
             written: false,
@@ -151,6 +160,8 @@ impl RequestRecord {
             upstream_status = self.upstream_status,
             upstream_request_id = self.upstream_request_id.as_deref(),
             outcome = self.outcome.as_str(),
+            limit = self.limit,
+            limits_store_error = self.limits_store_error.then_some(true),
             ttfb_ms = self.first_byte.map(millis),
             duration_ms = millis(duration),
             bytes_in = self.bytes_in,

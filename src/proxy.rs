@@ -1,6 +1,7 @@
 //! The forwarding handler, in phases: route (`routes.rs`) → admit the key → policy (route,
-//! model: `policy.rs`) → build the key's upstream request (`upstream/outbound.rs`) → send →
-//! relay (`stream.rs`). The response body is the upstream's byte stream handed straight to the
+//! model: `policy.rs`) → limits (`limits.rs`: count the request, reserve its tokens) → build
+//! the key's upstream request (`upstream/outbound.rs`) → send → relay (`stream.rs`, which
+//! settles the tokens before the body's end). The response body is the upstream's byte stream handed straight to the
 //! client: no buffering, no re-framing (the one exception, a usage flag the proxy itself added,
 //! is undone event by event in `usage.rs`). Every request ends in exactly one `RequestRecord`
 //! log line. Nothing here logs a header map or a key.
@@ -17,6 +18,7 @@ use crate::deadline::{before, invocation_cutoff};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::keys::{KeyEntry, RealKey};
+use crate::limits::{Admission, RateHeaders, Reservation};
 use crate::metering::{Outcome, RequestRecord};
 use crate::policy;
 use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage, with_model};
@@ -88,7 +90,18 @@ async fn admit(
 /// The proxy's own answer to a request it will not or cannot forward, metered like any other.
 pub fn answered(err: ProxyError, mut record: RequestRecord) -> Response {
     record.status = err.classify().0.as_u16();
-    record.finish(Outcome::Complete);
+    let outcome = match &err {
+        ProxyError::RateLimited(refusal) => {
+            record.limit = Some(refusal.limit.as_str());
+            Outcome::Throttled
+        }
+        ProxyError::LimitsUnavailable => {
+            record.limits_store_error = true;
+            Outcome::Complete
+        }
+        _ => Outcome::Complete,
+    };
+    record.finish(outcome);
     err.into_response()
 }
 
@@ -113,7 +126,11 @@ async fn forward_authorized(
         .as_deref()
         .unwrap_or(&state.default_upstream);
     record.upstream = Some(upstream.name.clone());
-    let (body, undo_include_usage) = if parts.method == Method::POST {
+    let Policed {
+        body,
+        undo_include_usage,
+        tokens,
+    } = if parts.method == Method::POST {
         let entry = &authorized.entry;
         policed_body(state, &parts.headers, body, route, entry, upstream, record).await?
     } else {
@@ -123,7 +140,11 @@ async fn forward_authorized(
             policy::check_path_model(&authorized.entry, route, model.as_deref())?;
             record.model = model.as_deref().map(policy::shown_model);
         }
-        (Bytes::new(), false)
+        Policed::default()
+    };
+    let limits = match authorized.entry.is_limited() {
+        true => admit_within_limits(state, &authorized, tokens, record).await?,
+        false => None,
     };
 
     let (path, query) = (parts.uri.path(), parts.uri.query());
@@ -142,21 +163,56 @@ async fn forward_authorized(
         }
         .send(real_key)
     };
-    let mut response = send(authorized.entry.real_key.as_ref()).await?;
-    if response.status() == StatusCode::UNAUTHORIZED {
+    let mut sent = send(authorized.entry.real_key.as_ref()).await;
+    if sent
+        .as_ref()
+        .is_ok_and(|response| response.status() == StatusCode::UNAUTHORIZED)
+    {
         // The real key may have been rotated in the secret since this map was read.
         if let Some(renewed) = state.keys.refresh_after_upstream_401(&authorized).await {
             tracing::info!(caller = %record.tenant, "upstream refused the real key; retrying once with the rotated key");
-            response = send(renewed.entry.real_key.as_ref()).await?;
+            sent = send(renewed.entry.real_key.as_ref()).await;
         }
     }
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            // No upstream answer, no tokens used: the reservation is given back.
+            if let Some((_, Some(reservation))) = limits
+                && !reservation.settle(0).await
+            {
+                record.limits_store_error = true;
+            }
+            return Err(err);
+        }
+    };
     Ok(stream::Answer {
         response,
         cutoff,
         undo_include_usage,
         head: parts.method == Method::HEAD,
         served_by: upstream.name_header.clone(),
+        limits,
     })
+}
+
+/// Counts a limited key's request against its limits and its tenant's, reserving `tokens`;
+/// `None` when the store failed and the request is served uncounted.
+async fn admit_within_limits(
+    state: &AppState,
+    authorized: &Authorized,
+    tokens: u64,
+    record: &mut RequestRecord,
+) -> Result<Option<(RateHeaders, Option<Reservation>)>, ProxyError> {
+    let counter_id = authorized.entry.counter_id(&authorized.digest);
+    let subject = authorized.entry.limit_subject(&counter_id);
+    match state.limiter.admit(subject, tokens).await? {
+        Admission::Admitted(admitted) => Ok(Some((admitted.headers, admitted.reservation))),
+        Admission::Unchecked => {
+            record.limits_store_error = true;
+            Ok(None)
+        }
+    }
 }
 
 /// One send of the upstream request (the 401 retry is a second one).
@@ -185,9 +241,17 @@ impl Sent<'_> {
     }
 }
 
-/// A POST's body, read whole under the size limit, checked against the key's model list, and
-/// what goes upstream: the same bytes, or, for a chat stream the proxy asks usage for, those
-/// bytes with the flag added (`true`: the relay must undo what the flag changes).
+/// What goes upstream: the client's bytes, or, for a chat stream the proxy asks usage for, those
+/// bytes with the flag added (the relay must then undo what the flag changes); and the tokens
+/// a limited key reserves for the request.
+#[derive(Default)]
+struct Policed {
+    body: Bytes,
+    undo_include_usage: bool,
+    tokens: u64,
+}
+
+/// A POST's body, read whole under the size limit and checked against the key's model list.
 async fn policed_body(
     state: &AppState,
     headers: &HeaderMap,
@@ -196,7 +260,7 @@ async fn policed_body(
     entry: &KeyEntry,
     upstream: &Upstream,
     record: &mut RequestRecord,
-) -> Result<(Bytes, bool), ProxyError> {
+) -> Result<Policed, ProxyError> {
     let kind = BodyKind::of(headers, route)?;
     let body = read_body(body, headers, state.max_request_body_bytes).await?;
     record.bytes_in = body.len() as u64;
@@ -223,9 +287,25 @@ async fn policed_body(
         && !summary.stream_options
         && route.group == RouteGroup::ChatCompletions
         && route.uses_model;
-    if ask_for_usage {
-        Ok((with_include_usage(&body), true))
-    } else {
-        Ok((body, false))
-    }
+    let tokens = match (entry.is_limited(), &kind) {
+        (false, _) => 0,
+        (true, BodyKind::Json) => {
+            let generates = matches!(
+                route.group,
+                RouteGroup::ChatCompletions | RouteGroup::Completions | RouteGroup::Responses
+            ) && route.uses_model;
+            state
+                .limiter
+                .estimate(body.len(), summary.max_output_tokens, generates)
+        }
+        (true, BodyKind::Multipart { .. }) => state.limiter.estimate(0, None, false),
+    };
+    Ok(Policed {
+        body: match ask_for_usage {
+            true => with_include_usage(&body),
+            false => body,
+        },
+        undo_include_usage: ask_for_usage,
+        tokens,
+    })
 }

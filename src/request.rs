@@ -70,6 +70,9 @@ pub struct RequestSummary {
     pub model: Option<String>,
     pub stream: bool,
     pub stream_options: bool,
+    /// The output cap it sets (`max_tokens`, `max_completion_tokens` or `max_output_tokens`),
+    /// which a limited key reserves (`limits.rs`); a value that is no count is left to the API.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// The JSON members read. Parsing also checks the whole body is one JSON object, so malformed
@@ -85,6 +88,64 @@ struct JsonFields {
     stream_options: Present,
     #[serde(default)]
     session: Option<SessionFields>,
+    #[serde(default)]
+    max_tokens: Option<Count>,
+    #[serde(default)]
+    max_completion_tokens: Option<Count>,
+    #[serde(default)]
+    max_output_tokens: Option<Count>,
+}
+
+/// A member read as a count if it is a non-negative integer, and as nothing otherwise (the
+/// upstream judges it), without building a value for it.
+struct Count(Option<u64>);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<Count, E> {
+                Ok(Count(Some(value)))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Count, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Count(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Count, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Count(None))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// `session` of a realtime client secret: its model (a second `model` in it is refused, as at
@@ -138,10 +199,18 @@ impl RequestSummary {
             // The API refuses it too; a key's model list cannot be checked against it.
             Some(_) => return Err(ProxyError::ModelNotText),
         };
+        let max_output_tokens = [
+            fields.max_tokens,
+            fields.max_completion_tokens,
+            fields.max_output_tokens,
+        ]
+        .into_iter()
+        .find_map(|count| count.and_then(|count| count.0));
         Ok(Self {
             model,
             stream: fields.stream == Some(true),
             stream_options: fields.stream_options.0,
+            max_output_tokens,
         })
     }
 }

@@ -64,21 +64,18 @@ const SECRETS_MANAGER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 const SECRETS_MANAGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl SecretsManagerSource {
-    /// Uses the standard AWS configuration chain: region and credentials from the Lambda
-    /// environment (or a profile locally), `AWS_ENDPOINT_URL_SECRETS_MANAGER` if set.
-    pub async fn from_environment(secret_id: String) -> Self {
+    /// A client from the shared AWS configuration (`aws.rs`; `AWS_ENDPOINT_URL_SECRETS_MANAGER`
+    /// overrides the endpoint).
+    pub fn from_config(config: &aws_config::SdkConfig, secret_id: String) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(2))
             .operation_attempt_timeout(SECRETS_MANAGER_ATTEMPT_TIMEOUT)
             .operation_timeout(SECRETS_MANAGER_OPERATION_TIMEOUT)
             .build();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(https_client())
+        let config = aws_sdk_secretsmanager::config::Builder::from(config)
             .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .load()
-            .await;
-        Self::new(aws_sdk_secretsmanager::Client::new(&config), secret_id)
+            .build();
+        Self::new(aws_sdk_secretsmanager::Client::from_conf(config), secret_id)
     }
 
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: String) -> Self {
@@ -86,14 +83,7 @@ impl SecretsManagerSource {
     }
 }
 
-/// The AWS SDK's HTTPS client on rustls with ring, the one crypto library in the binary.
-pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
+pub use crate::aws::https_client;
 
 impl KeySource for SecretsManagerSource {
     fn kind(&self) -> &'static str {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::extract::Request;
 
 use crate::cache::KeyCache;
-use crate::config::{Config, KeySourceConfig};
+use crate::config::{Config, FrontDoor, KeySourceConfig};
+use crate::limits::{Clock, DynamoStore, LimitStore, Limiter, MemoryStore};
 use crate::metering::{Metering, RequestRecord};
 use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
 use crate::upstream::{self, Signer, Upstream};
@@ -25,6 +26,8 @@ pub struct AppState {
     /// Under Lambda: how long before the invocation's deadline a response is ended.
     pub deadline_margin: std::time::Duration,
     pub metering: Metering,
+    /// Counts limited keys' requests and tokens (`limits.rs`).
+    pub limiter: Arc<Limiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +43,35 @@ impl AppState {
     /// opened, so the first request pays for neither. A bad key file stops start-up; a secret
     /// that cannot be read does not (requests get 503 and `/health` says why until it can).
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        // Loaded once, and only if an AWS client is needed.
+        let aws = tokio::sync::OnceCell::new();
+        let aws_config = || aws.get_or_init(crate::aws::shared_config);
         let source: Box<dyn KeySource> = match &config.key_source {
             KeySourceConfig::File(path) => Box::new(FileSource { path: path.clone() }),
-            KeySourceConfig::SecretsManager(secret_id) => {
-                Box::new(SecretsManagerSource::from_environment(secret_id.clone()).await)
-            }
+            KeySourceConfig::SecretsManager(secret_id) => Box::new(
+                SecretsManagerSource::from_config(aws_config().await, secret_id.clone()),
+            ),
         };
         let keys = Arc::new(KeyCache::new(
             source,
             config.key_map_ttl,
             config.key_map_min_refresh_interval,
         ));
-        let state = Self::new(config, keys)?;
+        let mut state = Self::new(config, keys)?;
+        match &config.limits_table {
+            Some(table) => {
+                let store = DynamoStore::new(aws_config().await, table.clone());
+                tracing::info!(
+                    table = store.table(),
+                    "limits: counters in DynamoDB, shared by every instance"
+                );
+                state = state.with_limits_store(config, Box::new(store));
+            }
+            _ if config.front_door == FrontDoor::Lambda => tracing::warn!(
+                "limits: LIMITS_TABLE is not set, so each Lambda execution environment counts alone and keys' limits are not enforced across instances; set LIMITS_TABLE (template.yaml does)"
+            ),
+            _ => {}
+        }
         let (loaded, ()) = tokio::join!(
             state.keys.load(),
             upstream::warm_up(&state.client, &state.default_upstream.base)
@@ -74,7 +94,16 @@ impl AppState {
                 emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
                 include_stream_usage: config.stream_include_usage,
             },
+            limiter: Arc::new(limiter(config, Box::new(MemoryStore::new(Clock::new())))),
         })
+    }
+
+    /// The same state with its counters in `store` (the embedded default is in memory).
+    pub fn with_limits_store(self, config: &Config, store: Box<dyn LimitStore>) -> Self {
+        Self {
+            limiter: Arc::new(limiter(config, store)),
+            ..self
+        }
     }
 
     /// A fresh record for `request` on `route` (a route group's name, never the raw path), under
@@ -96,4 +125,13 @@ impl AppState {
             .get_or_init(|| Box::pin(Signer::from_environment()))
             .await
     }
+}
+
+fn limiter(config: &Config, store: Box<dyn LimitStore>) -> Limiter {
+    Limiter::new(
+        store,
+        Clock::new(),
+        config.limits_on_store_error,
+        config.limits_default_output_tokens,
+    )
 }

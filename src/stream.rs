@@ -11,7 +11,10 @@
 //! the connection just as the upstream's failure would have without the proxy.
 //!
 //! Every chunk is also shown to a `UsageWatch` (token usage) and counted in the request's
-//! `RequestRecord`, which is written when the body ends or is dropped.
+//! `RequestRecord`, which is written when the body ends or is dropped. For a limited key, the
+//! tokens reserved at admission are settled (`limits.rs`) before the end is passed on: the last
+//! chunk of a body of known length, or the end of any other, waits for that one write, so it is
+//! done inside the invocation, which a Lambda environment may be frozen right after.
 //!
 //! A body that is not an SSE stream keeps the upstream's length: the server is told it exactly,
 //! and that the body is over with its last byte, so the answer is complete on the wire without
@@ -25,12 +28,14 @@ use std::task::{Context, Poll, ready};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
 use crate::headers;
+use crate::limits::{RateHeaders, Reservation};
 use crate::metering::{Outcome, RequestRecord};
 use crate::upstream;
 use crate::usage::UsageWatch;
@@ -48,15 +53,24 @@ pub struct Relayed<S> {
     watch: UsageWatch,
     record: RequestRecord,
     ended: bool,
+    /// Tokens reserved for this request, and whether the upstream answered with success (a
+    /// failed answer used no tokens).
+    reservation: Option<(Reservation, bool)>,
+    /// The settle write in flight, and the last chunk held back until it is done.
+    settling: Option<(BoxFuture<'static, bool>, Option<Bytes>)>,
 }
 
 impl<S> Relayed<S> {
+    /// `reservation`: the tokens a limited key reserved, settled before the body's end with the
+    /// usage read from it if the upstream succeeded, with none if it failed; without usage the
+    /// reservation stays.
     pub fn new(
         upstream: S,
         length: Option<u64>,
         cutoff: Option<Instant>,
         watch: UsageWatch,
         record: RequestRecord,
+        reservation: Option<(Reservation, bool)>,
     ) -> Self {
         let mut relayed = Self {
             upstream,
@@ -65,21 +79,73 @@ impl<S> Relayed<S> {
             watch,
             record,
             ended: false,
+            reservation,
+            settling: None,
         };
-        // A body of length zero is over before it starts (the server may drop it unpolled).
-        if length == Some(0) {
+        // A body of length zero is over before it starts (the server may drop it unpolled),
+        // unless it has a reservation to settle first.
+        if length == Some(0) && relayed.reservation.is_none() {
             relayed.end(Outcome::Complete);
         }
         relayed
     }
 
     /// Passes one chunk on, counted; with it the body may be complete.
-    fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, ProxyError>>> {
-        self.record.sent(chunk.len());
-        if self.length == Some(self.record.bytes_out()) {
-            self.end(self.complete());
+    fn send(
+        &mut self,
+        chunk: Bytes,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        if self.length == Some(self.record.bytes_out() + chunk.len() as u64) {
+            return self.finish(Some(chunk), cx);
         }
+        self.record.sent(chunk.len());
         Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// The upstream's body is over: `last` (if any) is its last chunk, passed on once the
+    /// reservation is settled.
+    fn finish(
+        &mut self,
+        last: Option<Bytes>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        if let Some((reservation, succeeded)) = self.reservation.take() {
+            let used = match succeeded {
+                true => self.watch.usage().map(|usage| usage.total_tokens),
+                false => Some(0),
+            };
+            if let Some(used) = used {
+                self.settling = Some((Box::pin(reservation.settle(used)), last));
+                return self.poll_settling(cx);
+            }
+        }
+        self.pass_last(last)
+    }
+
+    fn poll_settling(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        let Some((write, _)) = &mut self.settling else {
+            return self.pass_last(None);
+        };
+        if !ready!(write.as_mut().poll(cx)) {
+            self.record.limits_store_error = true;
+        }
+        let last = self.settling.take().and_then(|(_, last)| last);
+        self.pass_last(last)
+    }
+
+    fn pass_last(&mut self, last: Option<Bytes>) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        match last {
+            Some(chunk) => {
+                self.record.sent(chunk.len());
+                self.end(self.complete());
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            None => {
+                self.end(self.complete());
+                Poll::Ready(None)
+            }
+        }
     }
 
     /// How a body that reached its end went.
@@ -166,11 +232,14 @@ where
         if self.ended {
             return Poll::Ready(None);
         }
+        if self.settling.is_some() {
+            return self.poll_settling(cx);
+        }
         // The upstream first: a chunk that is ready when the deadline fires still goes out.
         loop {
             match self.upstream.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) => match self.watch.pass(chunk) {
-                    Some(chunk) => return self.send(chunk),
+                    Some(chunk) => return self.send(chunk, cx),
                     // All of it held back or left out (see `usage.rs`): read on.
                     None => continue,
                 },
@@ -184,10 +253,9 @@ where
                 }
                 Poll::Ready(None) => {
                     if let Some(rest) = self.watch.rest() {
-                        return self.send(rest);
+                        return self.send(rest, cx);
                     }
-                    self.end(self.complete());
-                    return Poll::Ready(None);
+                    return self.finish(None, cx);
                 }
                 Poll::Pending => break,
             }
@@ -214,6 +282,8 @@ pub struct Answer {
     pub head: bool,
     /// The `x-openai-proxy-upstream` value.
     pub served_by: Option<HeaderValue>,
+    /// A limited key: its rate-limit headers, and the tokens to settle when the body ends.
+    pub limits: Option<(RateHeaders, Option<Reservation>)>,
 }
 
 /// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
@@ -225,11 +295,16 @@ pub fn relay(answer: Answer, mut record: RequestRecord) -> Response {
         undo_include_usage,
         head,
         served_by,
+        limits,
     } = answer;
     let status = response.status();
     let mut headers = headers::client_response_headers(response.headers());
     if let Some(name) = served_by {
         headers.insert(UPSTREAM_HEADER, name);
+    }
+    let (rate_headers, reservation) = limits.unzip();
+    if let Some(rate_headers) = rate_headers {
+        rate_headers.apply(&mut headers);
     }
     record.status = status.as_u16();
     record.upstream_status = Some(status.as_u16());
@@ -263,7 +338,11 @@ pub fn relay(answer: Answer, mut record: RequestRecord) -> Response {
     } else {
         response.content_length()
     };
-    let body = Relayed::new(response.bytes_stream(), length, cutoff, watch, record);
+    let reservation = reservation
+        .flatten()
+        .map(|reservation| (reservation, status.is_success()));
+    let stream = response.bytes_stream();
+    let body = Relayed::new(stream, length, cutoff, watch, record, reservation);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

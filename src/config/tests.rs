@@ -33,6 +33,32 @@ fn defaults_apply() {
     assert_eq!(config.emf_namespace, None, "no EMF records in local mode");
     assert!(config.stream_include_usage);
     assert!(!config.log_json);
+    assert_eq!(config.limits_table, None, "counters in memory by default");
+    assert_eq!(config.limits_on_store_error, OnStoreError::Allow);
+    assert_eq!(config.limits_default_output_tokens, 1_000);
+}
+
+#[test]
+fn limits_settings() {
+    let set = config(&[
+        ("KEY_MAP_FILE", "keys.json"),
+        ("LIMITS_TABLE", " openai-proxy-limits "),
+        ("LIMITS_ON_STORE_ERROR", "Deny"),
+        ("LIMITS_DEFAULT_OUTPUT_TOKENS", "256"),
+    ])
+    .unwrap();
+    assert_eq!(set.limits_table.as_deref(), Some("openai-proxy-limits"));
+    assert_eq!(set.limits_on_store_error, OnStoreError::Deny);
+    assert_eq!(set.limits_default_output_tokens, 256);
+    let errors = config(&[
+        ("KEY_MAP_FILE", "keys.json"),
+        ("LIMITS_ON_STORE_ERROR", "maybe"),
+        ("LIMITS_DEFAULT_OUTPUT_TOKENS", "lots"),
+    ])
+    .unwrap_err();
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    assert!(errors.0[0].starts_with("LIMITS_ON_STORE_ERROR"));
+    assert!(errors.0[1].starts_with("LIMITS_DEFAULT_OUTPUT_TOKENS"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::limits::{Tenants, is_counter_name, parse_limits};
 use super::node::Node;
 use super::{KeyMapError, UpstreamsByName};
 use crate::keys::{KeyEntry, RealKey};
@@ -16,6 +17,7 @@ pub fn parse(
     index: usize,
     value: Node,
     upstreams: &UpstreamsByName,
+    tenants: &Tenants,
 ) -> Result<KeyEntry, KeyMapError> {
     let real_key = |value: &Value| {
         value
@@ -58,6 +60,13 @@ pub fn parse(
                 let map = parse_model_map(value).ok_or(KeyMapError::BadModelMap { index })?;
                 entry.model_map = Some(map);
             }
+            "id" => {
+                let id = value.as_str().filter(|id| is_counter_name(id));
+                entry.id = Some(id.ok_or(KeyMapError::BadId { index })?.to_owned());
+            }
+            "limits" => {
+                entry.limits = Some(parse_limits(&value).ok_or(KeyMapError::BadLimits { index })?)
+            }
             _ => {
                 return Err(KeyMapError::UnknownField {
                     index,
@@ -72,6 +81,14 @@ pub fn parse(
         .is_none_or(|upstream| upstream.auth.needs_api_key());
     if needs_key && entry.real_key.is_none() {
         return Err(KeyMapError::MissingApiKey { index });
+    }
+    // With a `tenants` member, every tenant a key names must be there: a misspelt name would
+    // otherwise drop the tenant's limits without a word.
+    if let (Some(tenant), Some(tenants)) = (&entry.tenant, tenants) {
+        let limits = tenants
+            .get(tenant)
+            .ok_or(KeyMapError::UnknownTenant { index })?;
+        entry.tenant_limits = *limits;
     }
     Ok(entry)
 }

@@ -175,3 +175,101 @@ fn the_map_does_not_print_keys() {
     let debug = format!("{map:?}");
     assert!(!debug.contains("secret"), "{debug}");
 }
+
+#[test]
+fn limits_ids_and_tenants_parse() {
+    let map = KeyMap::parse(
+        br#"{"version": 2,
+             "tenants": {"team-a": {"limits": {"requests_per_minute": 100, "tokens_per_month": 40000000}},
+                         "team-b": {}},
+             "keys": {
+               "wk-alice": {"api_key": "sk-a", "tenant": "team-a", "id": "alice@team-a",
+                            "limits": {"requests_per_minute": 60, "tokens_per_minute": 200000,
+                                       "tokens_per_day": 2000000}},
+               "wk-bob": {"api_key": "sk-b", "tenant": "team-b"},
+               "wk-carol": "sk-c"}}"#,
+    )
+    .unwrap();
+    let alice = lookup(&map, "wk-alice").unwrap();
+    assert_eq!(alice.id.as_deref(), Some("alice@team-a"));
+    let own = alice.limits.unwrap();
+    assert_eq!(
+        (
+            own.requests_per_minute,
+            own.tokens_per_minute,
+            own.tokens_per_day,
+            own.tokens_per_month
+        ),
+        (Some(60), Some(200_000), Some(2_000_000), None)
+    );
+    let shared = alice.tenant_limits.unwrap();
+    assert_eq!(
+        (shared.requests_per_minute, shared.tokens_per_month),
+        (Some(100), Some(40_000_000))
+    );
+    let digest = WrapperKeyDigest::of("wk-alice");
+    assert_eq!(alice.counter_id(&digest), "alice@team-a");
+    let bob = lookup(&map, "wk-bob").unwrap();
+    assert!(!bob.is_limited());
+    let carol = lookup(&map, "wk-carol").unwrap();
+    // Without an `id`, counters belong to the key id the logs show.
+    let digest = WrapperKeyDigest::of("wk-carol");
+    assert_eq!(carol.counter_id(&digest), carol.caller(&digest).to_string());
+}
+
+#[test]
+fn bad_limits_are_refused_by_position() {
+    let cases: &[(&str, KeyMapError)] = &[
+        (
+            r#"{"k": {"api_key": "s", "limits": {"requests_per_minute": 0}}}"#,
+            KeyMapError::BadLimits { index: 1 },
+        ),
+        (
+            r#"{"k": {"api_key": "s", "limits": {"requests_per_minute": 1.5}}}"#,
+            KeyMapError::BadLimits { index: 1 },
+        ),
+        (
+            r#"{"k": {"api_key": "s", "limits": {"request_per_minute": 5}}}"#,
+            KeyMapError::BadLimits { index: 1 },
+        ),
+        (
+            r#"{"k": {"api_key": "s", "limits": {}}}"#,
+            KeyMapError::BadLimits { index: 1 },
+        ),
+        (
+            r#"{"k": {"api_key": "s", "id": "a#b"}}"#,
+            KeyMapError::BadId { index: 1 },
+        ),
+        (
+            r#"{"k": {"api_key": "s", "id": ""}}"#,
+            KeyMapError::BadId { index: 1 },
+        ),
+        (
+            r#"{"version": 2, "tenants": {"team": {}}, "keys": {"k": {"api_key": "s", "tenant": "taem"}}}"#,
+            KeyMapError::UnknownTenant { index: 1 },
+        ),
+        (
+            r#"{"version": 2, "tenants": {"te#am": {}}, "keys": {}}"#,
+            KeyMapError::BadTenantName { tenant: 1 },
+        ),
+        (
+            r#"{"version": 2, "tenants": {"team": {"limit": {}}}, "keys": {}}"#,
+            KeyMapError::BadTenantEntry { tenant: 1 },
+        ),
+        (
+            r#"{"version": 2, "tenants": {"team": {"limits": {"tokens_per_day": -1}}}, "keys": {}}"#,
+            KeyMapError::BadTenantLimits { tenant: 1 },
+        ),
+        (
+            r#"{"version": 2, "tenants": [], "keys": {}}"#,
+            KeyMapError::MemberNotAnObject { member: "tenants" },
+        ),
+    ];
+    for (document, expected) in cases {
+        assert_eq!(
+            KeyMap::parse(document.as_bytes()).err().as_ref(),
+            Some(expected),
+            "{document}"
+        );
+    }
+}

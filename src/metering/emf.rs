@@ -28,7 +28,11 @@ impl RequestRecord {
             Metric::count("Errors4xx"),
             Metric::count("Errors5xx"),
             Metric::milliseconds("Duration"),
+            Metric::count("Throttled"),
         ];
+        if self.limits_store_error {
+            metrics.push(Metric::count("LimitsStoreErrors"));
+        }
         if self.first_byte.is_some() {
             metrics.push(Metric::milliseconds("TimeToFirstByte"));
         }
@@ -62,6 +66,8 @@ impl RequestRecord {
             errors_4xx: u8::from(client_error),
             errors_5xx: u8::from(server_error),
             duration: millis(duration),
+            throttled: u8::from(self.outcome == Outcome::Throttled),
+            limits_store_errors: self.limits_store_error.then_some(1),
             time_to_first_byte: self.first_byte.map(millis),
             prompt_tokens: self.usage.map(|usage| usage.prompt_tokens),
             completion_tokens: self.usage.map(|usage| usage.completion_tokens),
@@ -93,6 +99,9 @@ struct EmfRecord<'a> {
     #[serde(rename = "Errors5xx")]
     errors_5xx: u8,
     duration: f64,
+    throttled: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits_store_errors: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     time_to_first_byte: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,15 +2,23 @@
 //! and request-path handling never panic, never answer 5xx, and never echo a key; the usage watch
 //! never panics and never changes a stream it was not asked to restore, and restores any chat
 //! stream with `include_usage` to the stream without it, however it is cut into chunks; any
-//! other answer (binary, JSON) passes byte for byte however it is cut.
+//! other answer (binary, JSON) passes byte for byte however it is cut, and so does every answer
+//! to a limited key, whose end waits for its tokens to be settled.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
+use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use lambda_http::tower::ServiceExt;
 use openai_proxy::app::router;
 use openai_proxy::headers::bearer_token;
 use openai_proxy::keymap::KeyMap;
+use openai_proxy::limits::{
+    Admission, Clock, Counted, Fit, LimitStore, Limiter, Limits, MemoryStore, OnStoreError, Period,
+    StoreError, Subject, Update,
+};
 use openai_proxy::metering::{Metering, RequestRecord};
 use openai_proxy::stream::Relayed;
 use openai_proxy::usage::UsageWatch;
@@ -87,9 +95,92 @@ fn relayed(bytes: &[u8], points: &[usize], undo_include_usage: bool) -> Vec<u8> 
     relayed_with(bytes, points, UsageWatch::sse(undo_include_usage), None)
 }
 
-/// `bytes` read in the pieces `points` cut them into, through the relay with `watch`, declared
-/// `length` long (or not): what the client receives.
-fn relayed_with(bytes: &[u8], points: &[usize], watch: UsageWatch, length: Option<u64>) -> Vec<u8> {
+/// A limited key's relay: the same as `relayed_with`, on a limiter whose store answers only
+/// after yielding once (as a network store would), with `reserved` tokens reserved at
+/// admission; returns what the client got and the tokens charged once the body ended.
+fn relayed_limited(
+    bytes: &[u8],
+    points: &[usize],
+    watch: UsageWatch,
+    length: Option<u64>,
+    reserved: u64,
+) -> (Vec<u8>, i64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let clock = Clock::new();
+        let limiter = Arc::new(Limiter::new(
+            Box::new(Yielding(MemoryStore::new(clock))),
+            clock,
+            OnStoreError::Deny,
+            0,
+        ));
+        let limits = Limits {
+            tokens_per_day: Some(1_000_000),
+            ..Limits::default()
+        };
+        let subject = Subject {
+            key: Some(("prop", &limits)),
+            tenant: None,
+        };
+        let Ok(Admission::Admitted(admitted)) = limiter.admit(subject, reserved).await else {
+            panic!("a fresh budget admits the request");
+        };
+        let reservation = admitted.reservation.map(|reservation| (reservation, true));
+        let body = Relayed::new(
+            reads(bytes, points),
+            length,
+            None,
+            watch,
+            record(),
+            reservation,
+        );
+        let out = body.collect().await.unwrap().to_bytes().to_vec();
+        let item = Period::Day.window_at(clock.now()).item("key", "prop");
+        let charged = match limiter
+            .store()
+            .update(Update {
+                item: &item,
+                expires_at: 0,
+                requests: 0,
+                tokens: 0,
+                fit: Fit::default(),
+            })
+            .await
+        {
+            Ok(Counted::Made(counts)) => counts.tokens,
+            other => panic!("the memory store answers: {other:?}"),
+        };
+        (out, charged)
+    })
+}
+
+/// A memory store that yields once before each update, so the relay meets a pending settle.
+struct Yielding(MemoryStore);
+
+impl LimitStore for Yielding {
+    fn kind(&self) -> &'static str {
+        "yielding"
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn update<'a>(&'a self, update: Update<'a>) -> BoxFuture<'a, Result<Counted, StoreError>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.update(update).await
+        })
+    }
+}
+
+fn reads(
+    bytes: &[u8],
+    points: &[usize],
+) -> futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, reqwest::Error>>> {
     let mut from = 0;
     let reads: Vec<Result<Bytes, reqwest::Error>> = points
         .iter()
@@ -99,18 +190,21 @@ fn relayed_with(bytes: &[u8], points: &[usize], watch: UsageWatch, length: Optio
             Ok(read)
         })
         .collect();
+    futures_util::stream::iter(reads)
+}
+
+fn record() -> RequestRecord {
     let metering = Metering {
         emf_namespace: None,
         include_stream_usage: true,
     };
-    let record = RequestRecord::new(&metering, None, &Method::POST, "/v1/chat/completions");
-    let body = Relayed::new(
-        futures_util::stream::iter(reads),
-        length,
-        None,
-        watch,
-        record,
-    );
+    RequestRecord::new(&metering, None, &Method::POST, "/v1/chat/completions")
+}
+
+/// `bytes` read in the pieces `points` cut them into, through the relay with `watch`, declared
+/// `length` long (or not): what the client receives.
+fn relayed_with(bytes: &[u8], points: &[usize], watch: UsageWatch, length: Option<u64>) -> Vec<u8> {
+    let body = Relayed::new(reads(bytes, points), length, None, watch, record(), None);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -189,6 +283,37 @@ proptest! {
         let length = declared.then_some(bytes.len() as u64);
         prop_assert_eq!(&relayed_with(&bytes, &points, UsageWatch::opaque(), length), &bytes);
         prop_assert_eq!(&relayed_with(&bytes, &points, UsageWatch::json(), length), &bytes);
+    }
+
+    /// A limited key's answers: the same bytes however the reads split them, the stream's end
+    /// (or a JSON body's last chunk) held only until the settle write is done, after which the
+    /// charge is the usage the body reported, or the reservation if it reported none.
+    #[test]
+    fn a_limited_keys_answer_passes_unchanged_and_settles_its_usage(
+        spec in proptest::collection::vec(any::<u8>(), 0..160),
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        declared in any::<bool>(),
+        reserved in 0u64..5_000,
+    ) {
+        let stream = chat_stream::decode(&spec);
+        let points = split_points(&cuts, stream.upstream.len());
+        let (out, charged) = relayed_limited(&stream.upstream, &points, UsageWatch::sse(true), None, reserved);
+        prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&stream.client));
+        prop_assert_eq!(charged as u64, stream.total_tokens.unwrap_or(reserved));
+
+        let json = br#"{"id":"chatcmpl-1","object":"chat.completion","usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}"#;
+        let points = split_points(&cuts, json.len());
+        let length = declared.then_some(json.len() as u64);
+        let (out, charged) = relayed_limited(json, &points, UsageWatch::json(), length, reserved);
+        prop_assert_eq!(&out[..], &json[..]);
+        prop_assert_eq!(charged, 14);
+
+        let points = split_points(&cuts, bytes.len());
+        let length = declared.then_some(bytes.len() as u64);
+        let (out, charged) = relayed_limited(&bytes, &points, UsageWatch::opaque(), length, reserved);
+        prop_assert_eq!(&out, &bytes);
+        prop_assert_eq!(charged as u64, reserved);
     }
 }
 

@@ -1,0 +1,335 @@
+//! Limits that hold across every instance of the proxy: requests per minute, tokens per minute,
+//! and token budgets per day and per calendar month, for a key and for its tenant.
+//!
+//! Admission is one conditional add per window item (`store.rs`: counted only if it fits), all
+//! of a request's items at once; if any refuses, those that counted are taken back. Tokens are
+//! reserved at admission (an estimate) and settled when the response ends: the reservation is
+//! replaced by the usage the proxy metered, before the response is finished (`stream.rs`), since
+//! a Lambda environment may be frozen the moment it is. Without usage the reservation stays.
+//! A refusal is remembered here until its window ends, so an exhausted key costs no store write.
+
+mod answer;
+mod check;
+mod dynamodb;
+mod reservation;
+mod store;
+mod window;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::join_all;
+
+pub use answer::{RateHeaders, Refusal, Trio};
+use check::{Check, checks};
+pub use dynamodb::DynamoStore;
+pub use reservation::Reservation;
+pub use store::{Counted, Counts, Fit, LimitStore, MemoryStore, StoreError, Update};
+pub use window::{Clock, Period, Window};
+
+use crate::error::ProxyError;
+
+/// The limits an entry or a tenant may carry (`limits` in the key map); each is optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub tokens_per_month: Option<u64>,
+}
+
+/// Whose limit: the key's own (its counter id) or its tenant's (shared by the tenant's keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Key,
+    Tenant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    RequestsPerMinute,
+    TokensPerMinute,
+    TokensPerDay,
+    TokensPerMonth,
+}
+
+/// Which limit refused a request: the record's `limit` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitName {
+    pub scope: Scope,
+    pub kind: LimitKind,
+}
+
+impl LimitName {
+    pub fn as_str(self) -> &'static str {
+        use LimitKind::*;
+        match (self.scope, self.kind) {
+            (Scope::Key, RequestsPerMinute) => "key.requests_per_minute",
+            (Scope::Key, TokensPerMinute) => "key.tokens_per_minute",
+            (Scope::Key, TokensPerDay) => "key.tokens_per_day",
+            (Scope::Key, TokensPerMonth) => "key.tokens_per_month",
+            (Scope::Tenant, RequestsPerMinute) => "tenant.requests_per_minute",
+            (Scope::Tenant, TokensPerMinute) => "tenant.tokens_per_minute",
+            (Scope::Tenant, TokensPerDay) => "tenant.tokens_per_day",
+            (Scope::Tenant, TokensPerMonth) => "tenant.tokens_per_month",
+        }
+    }
+}
+
+/// Whose counters a request counts against: the key's counter id and limits, its tenant's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Subject<'a> {
+    pub key: Option<(&'a str, &'a Limits)>,
+    pub tenant: Option<(&'a str, &'a Limits)>,
+}
+
+/// What to do when the store cannot be reached (`LIMITS_ON_STORE_ERROR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Serve the request uncounted (logged, and counted in the `LimitsStoreErrors` metric).
+    Allow,
+    /// Answer 503 `limits_unavailable`.
+    Deny,
+}
+
+pub struct Limiter {
+    store: Box<dyn LimitStore>,
+    clock: Clock,
+    on_store_error: OnStoreError,
+    /// Output tokens reserved for a generating request that does not cap its output.
+    default_output_tokens: u64,
+    /// Item name → what its last refusal showed, until its window ends.
+    refusals: Mutex<HashMap<String, Remembered>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    until: i64,
+    requests_full: bool,
+    tokens_left: Option<u64>,
+}
+
+/// A request the limits let through.
+pub enum Admission {
+    Admitted(Admitted),
+    /// The store failed and `LIMITS_ON_STORE_ERROR=allow`: served uncounted.
+    Unchecked,
+}
+
+pub struct Admitted {
+    pub headers: RateHeaders,
+    /// Tokens reserved in token windows, to be settled when the response ends.
+    pub reservation: Option<Reservation>,
+}
+
+/// Past this many remembered refusals, those whose windows ended are forgotten.
+const REMEMBER_AT_MOST: usize = 4_096;
+
+impl Limiter {
+    pub fn new(
+        store: Box<dyn LimitStore>,
+        clock: Clock,
+        on_store_error: OnStoreError,
+        default_output_tokens: u64,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            on_store_error,
+            default_output_tokens,
+            refusals: Mutex::default(),
+        }
+    }
+
+    pub fn store(&self) -> &dyn LimitStore {
+        &*self.store
+    }
+
+    /// What a request reserves: its input size (a JSON body's bytes / 4, the usual rough token
+    /// count; multipart uploads such as audio are not text and reserve nothing for input), plus
+    /// its output cap when it gives one, else `LIMITS_DEFAULT_OUTPUT_TOKENS` for a request that
+    /// generates text (chat, completions, responses).
+    pub fn estimate(&self, json_bytes: usize, max_output: Option<u64>, generates: bool) -> u64 {
+        let input = (json_bytes as u64).div_ceil(4);
+        let output = match max_output {
+            Some(cap) => cap,
+            None if generates => self.default_output_tokens,
+            None => 0,
+        };
+        input.saturating_add(output)
+    }
+
+    /// Counts the request against every limit of `subject`, reserving `tokens` in its token
+    /// windows; a refusal is the 429 to answer.
+    pub async fn admit(
+        self: &Arc<Self>,
+        subject: Subject<'_>,
+        tokens: u64,
+    ) -> Result<Admission, ProxyError> {
+        let now = self.clock.now();
+        let checks = checks(subject, tokens, now);
+        if let Some(refusal) = self.refused_here(&checks, now) {
+            return Err(ProxyError::RateLimited(Box::new(refusal)));
+        }
+        let results = join_all(checks.iter().map(|check| self.store.update(check.update()))).await;
+        let mut headers = RateHeaders::default();
+        let (mut refused, mut failed, mut made) = (None::<(&Check, Counts)>, None, Vec::new());
+        for (check, result) in checks.iter().zip(results) {
+            match result {
+                Ok(Counted::Made(counts)) => {
+                    headers.merge(check.trios(counts, now));
+                    made.push(check);
+                }
+                Ok(Counted::Refused(counts)) => {
+                    headers.merge(check.trios(counts, now));
+                    self.remember(check, counts);
+                    // The longest window is the one to report: a spent budget outlasts a minute.
+                    if refused.is_none_or(|(first, _)| {
+                        check.window.period_rank() > first.window.period_rank()
+                    }) {
+                        refused = Some((check, counts));
+                    }
+                }
+                Err(err) => failed = Some(err),
+            }
+        }
+        if refused.is_some() || failed.is_some() {
+            // Counted in some windows but not admitted: those counts are taken back.
+            self.undo(&made).await;
+        }
+        if let Some((check, counts)) = refused {
+            let limit = check.refused_by(counts);
+            return Err(ProxyError::RateLimited(Box::new(Refusal::new(
+                limit,
+                check.limit_of(limit.kind),
+                check.window.remaining(now),
+                headers,
+                None,
+            ))));
+        }
+        if let Some(err) = failed {
+            tracing::warn!(store = self.store.kind(), error = %err, "the limits store failed");
+            return match self.on_store_error {
+                OnStoreError::Allow => Ok(Admission::Unchecked),
+                OnStoreError::Deny => Err(ProxyError::LimitsUnavailable),
+            };
+        }
+        let items: Vec<_> = checks
+            .iter()
+            .filter(|check| check.tokens.is_some())
+            .map(|check| (check.item.clone(), check.window.expires_at()))
+            .collect();
+        let reservation = (!items.is_empty()).then(|| Reservation {
+            limiter: Arc::clone(self),
+            items,
+            tokens,
+        });
+        Ok(Admission::Admitted(Admitted {
+            headers,
+            reservation,
+        }))
+    }
+
+    /// A refusal decided without the store: a request larger than a token limit, or a window
+    /// this process saw refuse and that has not ended.
+    fn refused_here(&self, checks: &[Check], now: SystemTime) -> Option<Refusal> {
+        let now_seconds = unix_seconds(now);
+        let refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for check in checks {
+            let reset = check.window.remaining(now);
+            let refuse = |kind, limit, headers, too_large| {
+                let name = LimitName {
+                    scope: check.scope,
+                    kind,
+                };
+                Some(Refusal::new(name, limit, reset, headers, too_large))
+            };
+            if let Some((limit, kind)) = check.tokens
+                && check.add_tokens > limit
+            {
+                let headers = RateHeaders::tokens_only(Trio::new(limit, 0, reset));
+                return refuse(kind, limit, headers, Some(check.add_tokens));
+            }
+            let Some(seen) = refusals
+                .get(&check.item)
+                .filter(|seen| seen.until > now_seconds)
+            else {
+                continue;
+            };
+            if let Some(limit) = check.requests
+                && seen.requests_full
+            {
+                let headers = RateHeaders::requests_only(Trio::new(limit, 0, reset));
+                return refuse(LimitKind::RequestsPerMinute, limit, headers, None);
+            }
+            if let (Some((limit, kind)), Some(left)) = (check.tokens, seen.tokens_left)
+                && check.add_tokens > left
+            {
+                let headers = RateHeaders::tokens_only(Trio::new(limit, left, reset));
+                return refuse(kind, limit, headers, None);
+            }
+        }
+        None
+    }
+
+    fn remember(&self, check: &Check, counts: Counts) {
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if refusals.len() >= REMEMBER_AT_MOST {
+            let now = unix_seconds(self.clock.now());
+            refusals.retain(|_, seen| seen.until > now);
+        }
+        if refusals.len() < REMEMBER_AT_MOST {
+            refusals.insert(
+                check.item.clone(),
+                Remembered {
+                    until: check.window.end,
+                    requests_full: check
+                        .requests
+                        .is_some_and(|limit| counts.requests.saturating_add(1) > signed(limit)),
+                    tokens_left: check
+                        .tokens
+                        .map(|(limit, _)| limit.saturating_sub(counts.tokens.max(0) as u64)),
+                },
+            );
+        }
+    }
+
+    async fn undo(&self, made: &[&Check]) {
+        let undone = join_all(made.iter().map(|check| {
+            self.store.update(Update {
+                requests: -1,
+                tokens: -signed(check.add_tokens),
+                fit: Fit::default(),
+                ..check.update()
+            })
+        }))
+        .await;
+        for err in undone.into_iter().filter_map(Result::err) {
+            tracing::warn!(store = self.store.kind(), error = %err, "could not take back a refused request's count");
+        }
+    }
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unix_seconds(now: SystemTime) -> i64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| signed(since.as_secs()))
+}
+
+/// Rounded up to whole seconds, at least one: what `retry-after` says.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests;
