@@ -313,6 +313,8 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
         assert_eq!(record["tenant"], line["tenant"], "{what}");
         assert_eq!(record["requestId"], line["requestId"], "{what}");
         assert_eq!(record["Requests"], 1);
+        assert_eq!(record["Throttled"], 0, "{what}");
+        assert!(record.get("LimitsStoreErrors").is_none(), "{what}");
         assert_eq!(record["Errors4xx"], u64::from(case.status == 401), "{what}");
         assert_eq!(
             record["Errors5xx"],
