@@ -126,6 +126,9 @@ pub struct Admitted {
 /// Past this many remembered refusals, those whose windows ended are forgotten.
 const REMEMBER_AT_MOST: usize = 4_096;
 
+/// The longest a refusal is remembered, in seconds (a minute window's refusal: to its end).
+const REMEMBER_TOKENS_FOR: i64 = 60;
+
 impl Limiter {
     pub fn new(
         store: Box<dyn LimitStore>,
@@ -183,7 +186,7 @@ impl Limiter {
                 }
                 Ok(Counted::Refused(counts)) => {
                     headers.merge(check.trios(counts, now));
-                    self.remember(check, counts);
+                    self.remember(check, counts, now);
                     // The longest window is the one to report: a spent budget outlasts a minute.
                     if refused.is_none_or(|(first, _)| {
                         check.window.period_rank() > first.window.period_rank()
@@ -276,7 +279,11 @@ impl Limiter {
         None
     }
 
-    fn remember(&self, check: &Check, counts: Counts) {
+    /// Remembers what a refusal showed. A spent budget stays spent, but a refusal can also come
+    /// from other requests' reservations, which settle lower: so a day or month refusal is
+    /// remembered for a minute at most (one write per minute for a client hammering a spent
+    /// budget), and forgotten as soon as this process gives tokens back to the item.
+    fn remember(&self, check: &Check, counts: Counts, now: SystemTime) {
         let mut refusals = self
             .refusals
             .lock()
@@ -289,7 +296,7 @@ impl Limiter {
             refusals.insert(
                 check.item.clone(),
                 Remembered {
-                    until: check.window.end,
+                    until: check.window.end.min(unix_seconds(now) + REMEMBER_TOKENS_FOR),
                     requests_full: check
                         .requests
                         .is_some_and(|limit| counts.requests.saturating_add(1) > signed(limit)),
@@ -298,6 +305,17 @@ impl Limiter {
                         .map(|(limit, _)| limit.saturating_sub(counts.tokens.max(0) as u64)),
                 },
             );
+        }
+    }
+
+    /// Tokens given back to these items: refusals seen there may no longer hold.
+    fn forget(&self, items: &[(String, i64)]) {
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (item, _) in items {
+            refusals.remove(item);
         }
     }
 

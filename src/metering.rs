@@ -82,6 +82,9 @@ pub struct RequestRecord {
     pub bytes_in: u64,
     bytes_out: u64,
     pub usage: Option<Usage>,
+    /// For a limited key: whose counters it counts in (the entry's `id`, else the key id), so a
+    /// throttled request can be matched with its counters.
+    pub key_id: Option<String>,
     /// The limit that refused the request (`key.requests_per_minute`, …).
     pub limit: Option<&'static str>,
     /// The limits store failed for this request (admission or settling).
@@ -114,6 +117,7 @@ impl RequestRecord {
             bytes_in: 0,
             bytes_out: 0,
             usage: None,
+            key_id: None,
             limit: None,
             limits_store_error: false,
             outcome: Outcome::ClientGone,
@@ -160,6 +164,7 @@ impl RequestRecord {
             upstream_status = self.upstream_status,
             upstream_request_id = self.upstream_request_id.as_deref(),
             outcome = self.outcome.as_str(),
+            key_id = self.key_id.as_deref(),
             limit = self.limit,
             limits_store_error = self.limits_store_error.then_some(true),
             ttfb_ms = self.first_byte.map(millis),

@@ -205,6 +205,7 @@ async fn admit_within_limits(
     record: &mut RequestRecord,
 ) -> Result<Option<(RateHeaders, Option<Reservation>)>, ProxyError> {
     let counter_id = authorized.entry.counter_id(&authorized.digest);
+    record.key_id = Some(counter_id.to_string());
     let subject = authorized.entry.limit_subject(&counter_id);
     match state.limiter.admit(subject, tokens).await? {
         Admission::Admitted(admitted) => Ok(Some((admitted.headers, admitted.reservation))),

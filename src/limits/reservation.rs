@@ -34,6 +34,9 @@ impl Reservation {
             })
         }))
         .await;
+        if delta < 0 {
+            self.limiter.forget(&self.items);
+        }
         let mut settled = true;
         for err in written.into_iter().filter_map(Result::err) {
             tracing::warn!(store = store.kind(), error = %err, "could not settle a request's tokens; its reservation stays charged");

@@ -83,11 +83,11 @@ async fn tokens_are_reserved_then_settled() {
     // 60 reserved: another 60 does not fit until the first settles at its real usage.
     let refused = refusal(limiter.admit(key(&limits), 60).await);
     assert_eq!(refused.limit.as_str(), "key.tokens_per_minute");
+    // Remembered: refused again without the store, until tokens come back to the item.
+    refusal(limiter.admit(key(&limits), 60).await);
     assert!(first.reservation.unwrap().settle(15).await);
-    // The refusal is remembered (40 left then): 41 is refused without the store, 40 goes to it.
-    refusal(limiter.admit(key(&limits), 41).await);
-    let second = admitted(limiter.admit(key(&limits), 40).await);
-    assert_eq!(second.headers.tokens.unwrap().remaining, 45);
+    let second = admitted(limiter.admit(key(&limits), 60).await);
+    assert_eq!(second.headers.tokens.unwrap().remaining, 25);
     // A request that could never fit is refused as too large.
     let too_large = refusal(limiter.admit(key(&limits), 101).await);
     assert!(too_large.to_string().contains("Request too large"));
@@ -161,4 +161,38 @@ async fn estimates_count_input_and_output() {
     assert_eq!(limiter.estimate(401, None, true), 1_101);
     assert_eq!(limiter.estimate(400, None, false), 100);
     assert_eq!(limiter.estimate(0, None, false), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_refusal_from_reservations_in_flight_is_not_remembered_for_the_day() {
+    let limiter = limiter();
+    let limits = Limits {
+        tokens_per_day: Some(300),
+        ..Limits::default()
+    };
+    // Another instance's request holds a large reservation: this one is refused.
+    let elsewhere = admitted(limiter.admit(key(&limits), 228).await);
+    refusal(limiter.admit(key(&limits), 228).await);
+    // That reservation settles low in the shared store, written by the other instance (here,
+    // straight into the store): this process still remembers its refusal, but only for a
+    // minute, after which it asks the store again and the budget has room.
+    drop(elsewhere);
+    let item = Period::Day
+        .window_at(UNIX_EPOCH + Duration::from_secs(NOW))
+        .item("key", "ci");
+    let settled = limiter
+        .store()
+        .update(Update {
+            item: &item,
+            expires_at: 0,
+            requests: 0,
+            tokens: 14 - 228,
+            fit: Fit::default(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(settled, Counted::Made(counts) if counts.tokens == 14));
+    refusal(limiter.admit(key(&limits), 228).await);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    admitted(limiter.admit(key(&limits), 228).await);
 }
