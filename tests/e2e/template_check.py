@@ -6,7 +6,8 @@
    that output, which validates the generated Lambda, URL, role and permission resources.
 3. Assertions on the properties that matter: streaming invoke mode, runtime and architecture,
    least-privilege IAM, public-URL permissions, settings passed as environment, the log group and
-   its retention, a key map that survives the stack, full secret ARNs only, samconfig.toml giving
+   its retention, a key map that survives the stack, full secret ARNs only, the limits table (its
+   schema, created unless an existing one is named, UpdateItem on it alone), samconfig.toml giving
    build and deploy the same architecture, outputs.
 
 Run by the Rust test `template_passes_cfn_lint_and_has_what_matters` with the repository root as
@@ -29,6 +30,54 @@ def check(name, condition, detail=""):
     if not condition:
         raise AssertionError(f"{name}: {detail}")
     print(f"ok - {name}")
+
+
+def condition_holds(name, conditions, values):
+    """Evaluates a template condition for the given parameter values (defaults elsewhere).
+
+    The SAM transform leaves conditions to CloudFormation, so this is the only way to see what a
+    deploy with a parameter set would create. Only the functions our conditions use are known;
+    anything else raises rather than guessing.
+    """
+
+    def evaluate(node):
+        if isinstance(node, dict) and len(node) == 1:
+            [(function, argument)] = node.items()
+            if function == "Fn::Equals":
+                left, right = (evaluate(side) for side in argument)
+                return str(left) == str(right)
+            if function == "Fn::Not":
+                return not evaluate(argument[0])
+            if function == "Fn::And":
+                return all(evaluate(part) for part in argument)
+            if function == "Fn::Or":
+                return any(evaluate(part) for part in argument)
+            if function == "Condition":
+                return evaluate(conditions[argument])
+            if function == "Ref":
+                return values[argument]
+            raise ValueError(f"condition function {function} not understood")
+        return node
+
+    return evaluate(conditions[name])
+
+
+def resolve(node, conditions, values):
+    """Picks each Fn::If branch and fills Ref and Fn::Sub from `values` (parameters and pseudo
+    parameters), as CloudFormation would for one deploy; other functions are left as they are."""
+    if isinstance(node, list):
+        return [resolve(item, conditions, values) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if list(node) == ["Fn::If"]:
+        name, then, otherwise = node["Fn::If"]
+        chosen = then if condition_holds(name, conditions, values) else otherwise
+        return resolve(chosen, conditions, values)
+    if list(node) == ["Ref"] and node["Ref"] in values:
+        return values[node["Ref"]]
+    if list(node) == ["Fn::Sub"] and isinstance(node["Fn::Sub"], str):
+        return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda m: str(values[m.group(1)]), node["Fn::Sub"])
+    return {key: resolve(value, conditions, values) for key, value in node.items()}
 
 
 def cfn_lint(path):
@@ -119,6 +168,24 @@ check(
     env["KEY_MAP_SECRET_ID"] == {"Fn::If": ["CreateSecret", {"Ref": "KeyMapSecret"}, {"Ref": "ExistingKeyMapSecretArn"}]},
     env["KEY_MAP_SECRET_ID"],
 )
+check(
+    "the limits table is the created or the given table",
+    env.get("LIMITS_TABLE")
+    == {"Fn::If": ["CreateLimitsTable", {"Ref": "LimitsTable"}, {"Ref": "ExistingLimitsTableName"}]},
+    env.get("LIMITS_TABLE"),
+)
+check(
+    "what a table outage does is a parameter, allow by default",
+    env.get("LIMITS_ON_STORE_ERROR") == {"Ref": "LimitsOnStoreError"}
+    and params["LimitsOnStoreError"]["Default"] == "allow"
+    and set(params["LimitsOnStoreError"]["AllowedValues"]) == {"allow", "deny"},
+    (env.get("LIMITS_ON_STORE_ERROR"), params.get("LimitsOnStoreError")),
+)
+check(
+    "the default output reservation is a parameter",
+    env.get("LIMITS_DEFAULT_OUTPUT_TOKENS") == {"Ref": "LimitsDefaultOutputTokens"},
+    env.get("LIMITS_DEFAULT_OUTPUT_TOKENS"),
+)
 
 # The function URL.
 [(url_name, url)] = by_type["AWS::Lambda::Url"]
@@ -170,13 +237,35 @@ for policy in policies:
         )
     else:
         statements.extend(policy["PolicyDocument"]["Statement"])
-check("one unconditional statement", len(statements) == 1, statements)
+check("two unconditional statements", len(statements) == 2, statements)
 check(
     "GetSecretValue on the key map secret only",
     statements[0]["Action"] == "secretsmanager:GetSecretValue"
     and statements[0]["Resource"] == env["KEY_MAP_SECRET_ID"],
     statements,
 )
+# Limits: one conditional UpdateItem per admission and settlement, so nothing else on DynamoDB,
+# and only on the one table the function is told to use.
+limits_statement = statements[1]
+check(
+    "dynamodb:UpdateItem on the limits table only",
+    limits_statement["Action"] == "dynamodb:UpdateItem"
+    and limits_statement["Resource"]
+    == {
+        "Fn::If": [
+            "CreateLimitsTable",
+            {"Fn::GetAtt": ["LimitsTable", "Arn"]},
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${ExistingLimitsTableName}"
+            },
+        ]
+    },
+    limits_statement,
+)
+# Every action granted anywhere in the role, conditional policies included.
+granted = set(re.findall(r'"([a-z0-9-]+:[A-Za-z*]+)"', json.dumps(policies)))
+dynamodb_actions = sorted(action for action in granted if action.startswith("dynamodb:"))
+check("no DynamoDB action but UpdateItem", dynamodb_actions == ["dynamodb:UpdateItem"], sorted(granted))
 managed = role["Properties"].get("ManagedPolicyArns", [])
 check(
     "no managed policy beyond basic logging",
@@ -194,6 +283,57 @@ check(
     secret.get("DeletionPolicy") == "Retain" and secret.get("UpdateReplacePolicy") == "Retain",
     secret,
 )
+
+# The limits table: its schema is defined here once (tests/e2e/limits_table.py creates the tests'
+# table from this resource), on demand and with TTL, created only when no existing table is named.
+limits_table = resources.get("LimitsTable", {})
+table = limits_table.get("Properties", {})
+check("the limits table is a DynamoDB table", limits_table.get("Type") == "AWS::DynamoDB::Table", limits_table)
+check(
+    "the limits table is keyed by a string pk alone",
+    table.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    and table.get("AttributeDefinitions") == [{"AttributeName": "pk", "AttributeType": "S"}],
+    table,
+)
+check("the limits table is on demand", table.get("BillingMode") == "PAY_PER_REQUEST", table)
+check(
+    "expired windows delete themselves (TTL on expires_at)",
+    table.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
+    table,
+)
+# A fixed name would stop a second stack in the account and a replacement of this one.
+check("the limits table name is generated", "TableName" not in table, table)
+check("the limits table is created only when none is given", limits_table.get("Condition") == "CreateLimitsTable", limits_table)
+check("the table is created by default", params["ExistingLimitsTableName"]["Default"] == "", params["ExistingLimitsTableName"])
+
+# What one deploy with an existing table gets: no table, and the name and the grant point at it.
+conditions = cfn["Conditions"]
+defaults = {name: parameter.get("Default") for name, parameter in params.items()}
+pseudo = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+existing = {**defaults, **pseudo, "ExistingLimitsTableName": "shared-limits"}
+check("by default the limits table is created", condition_holds("CreateLimitsTable", conditions, {**defaults, **pseudo}))
+check(
+    "with ExistingLimitsTableName the limits table is not created",
+    not condition_holds("CreateLimitsTable", conditions, existing),
+    conditions["CreateLimitsTable"],
+)
+check(
+    "with ExistingLimitsTableName the function uses that table",
+    resolve(env["LIMITS_TABLE"], conditions, existing) == "shared-limits",
+    env["LIMITS_TABLE"],
+)
+check(
+    "with ExistingLimitsTableName UpdateItem is granted on that table",
+    resolve(limits_statement["Resource"], conditions, existing)
+    == "arn:aws:dynamodb:eu-west-1:123456789012:table/shared-limits",
+    limits_statement,
+)
+# The name goes into the grant's ARN: a wildcard would widen it to every table.
+table_name_pattern = re.compile(params["ExistingLimitsTableName"]["AllowedPattern"])
+check("an existing table name is accepted", table_name_pattern.fullmatch("shared-limits"))
+check("no table name (create the table) is accepted", table_name_pattern.fullmatch(""))
+check("a wildcard table name is refused", not table_name_pattern.fullmatch("*"))
+check("a table ARN path is refused", not table_name_pattern.fullmatch("t/index/x"))
 
 # An existing secret only by its full ARN: the IAM statement names the ARN, and a partial one
 # (without the 6-character suffix Secrets Manager adds) would not match it at run time.
@@ -221,4 +361,5 @@ check(
     outputs["OpenAIBaseUrl"],
 )
 check("outputs the secret", "KeyMapSecretArn" in outputs, outputs)
+check("outputs the limits table", outputs.get("LimitsTableName", {}).get("Value") == env["LIMITS_TABLE"], outputs)
 print("template checks passed", file=sys.stderr)

@@ -38,6 +38,10 @@ fn template_passes_cfn_lint_and_has_what_matters() {
         "ok - the key map survives sam delete and replacement",
         "ok - a partial secret ARN is refused",
         "ok - samconfig.toml sets the architecture for build and deploy alike",
+        "ok - dynamodb:UpdateItem on the limits table only",
+        "ok - no DynamoDB action but UpdateItem",
+        "ok - expired windows delete themselves (TTL on expires_at)",
+        "ok - with ExistingLimitsTableName the limits table is not created",
     ] {
         assert!(stdout.contains(check), "{check} missing from:\n{stdout}");
     }

@@ -18,6 +18,8 @@ mod hostile;
 mod lambda_events;
 mod lambda_runtime;
 mod lambda_watch;
+mod limits_contract;
+mod limits_table;
 mod metering;
 mod properties;
 mod proxy;

@@ -1,5 +1,6 @@
-//! Secrets Manager for the tests: moto's server on a free loopback port, reached through the real
-//! `aws-sdk-secretsmanager`, plus a relay in front of it that counts `GetSecretValue` calls, can
+//! Secrets Manager and DynamoDB for the tests: moto's server on a free loopback port, handling one
+//! request at a time (tests/e2e/moto_serial.py), reached through the real `aws-sdk-secretsmanager`
+//! and `aws-sdk-dynamodb`, plus a relay in front of it that counts `GetSecretValue` calls, can
 //! hold them until the test releases them, and can answer with an injected fault instead of
 //! forwarding.
 
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{ChildGuard, python};
+use super::{ChildGuard, manifest_dir, python};
 
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY_ID: &str = "testing";
@@ -31,8 +32,11 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` from the test virtualenv and waits (bounded) until it answers.
+    /// Starts moto's server from the test virtualenv and waits (bounded) until it answers. It is
+    /// `moto_server` with request handling serialised: moto's DynamoDB takes no lock, so two
+    /// concurrent conditional updates of one item could both pass, where DynamoDB lets one.
     pub async fn start() -> Self {
+        // moto_server is installed with moto[server], which the launcher imports.
         let server = python().with_file_name("moto_server");
         assert!(
             server.exists(),
@@ -41,7 +45,8 @@ impl Moto {
         );
         // moto takes a port number, so pick a free one and hand it over.
         let port = super::upstream::closed_port().port();
-        let child = Command::new(server)
+        let child = Command::new(python())
+            .arg(manifest_dir().join("tests/e2e/moto_serial.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // The README's role steps attach AWS's managed logging policy.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -50,7 +55,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let moto = Self {
+        let mut moto = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             process: Some(ChildGuard(child)),
         };
@@ -64,9 +69,19 @@ impl Moto {
             if probe.is_ok() {
                 return moto;
             }
+            // A launcher that cannot start (an import error, the port taken) fails now, not
+            // after the whole deadline.
+            if let Some(process) = moto.process.as_mut() {
+                let exited = process.0.try_wait().unwrap();
+                assert!(
+                    exited.is_none(),
+                    "moto_serial.py exited at start ({exited:?}): run `make test` (it installs \
+                     moto[server] into .venv)"
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not start on port {port}"
+                "moto did not start on port {port}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -99,6 +114,46 @@ impl Moto {
             .send()
             .await
             .unwrap();
+    }
+
+    /// A DynamoDB client for this moto, configured as the Secrets Manager one.
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "moto",
+            ))
+            .endpoint_url(&self.endpoint)
+            .http_client(openai_proxy::secrets::https_client())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// Creates the limits table `name` from template.yaml's `LimitsTable` resource
+    /// (tests/e2e/limits_table.py), so the tests' table has the deployed schema.
+    pub async fn create_limits_table(&self, name: &str) {
+        let mut script = tokio::process::Command::new(python());
+        script
+            .arg(manifest_dir().join("tests/e2e/limits_table.py"))
+            .args(["--endpoint", &self.endpoint, "--name", name, "--template"])
+            .arg(manifest_dir().join("template.yaml"))
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(60), script.output())
+            .await
+            .expect("limits_table.py did not finish in time")
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "limits_table.py could not create {name}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
