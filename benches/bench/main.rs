@@ -15,6 +15,7 @@
 mod cells;
 mod fake;
 mod latency;
+mod limits;
 mod process;
 mod report;
 mod resources;
@@ -213,6 +214,9 @@ async fn main() -> Result<(), String> {
     }
     if plan.runs("B13") {
         signing::signing_cells(&plan, &mut report).await;
+    }
+    if plan.runs("B14") {
+        limits::limits_cells(&plan, &upstream, &mut report).await?;
     }
     if plan.runs("B7") {
         startup_cells(&plan, &settings, &upstream, &mut report).await?;

@@ -210,6 +210,30 @@ impl Moto {
         }
         Ok(moto)
     }
+
+    /// Creates the limits table `name` from template.yaml's `LimitsTable` (the tests' script).
+    pub async fn create_limits_table(&self, name: &str) -> Result<(), String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let created = tokio::process::Command::new(venv_tool("python"))
+            .arg(root.join("tests/e2e/limits_table.py"))
+            .args(["--endpoint", &self.endpoint, "--name", name, "--template"])
+            .arg(root.join("template.yaml"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), created)
+            .await
+            .map_err(|_| "limits_table.py did not finish".to_owned())?
+            .map_err(|err| format!("cannot run limits_table.py: {err}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "limits_table.py failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
 }
 
 impl Drop for Moto {
