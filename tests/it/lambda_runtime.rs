@@ -53,6 +53,13 @@ async fn a_response_cut_off_per_worker(workers: usize) {
         String::from_utf8_lossy(&health).contains("\"status\":\"ok\""),
         "{health:?}"
     );
+    // No LIMITS_TABLE under Lambda: counters per execution environment, said at start and in
+    // /health.
+    assert!(
+        String::from_utf8_lossy(&health)
+            .contains(r#""limits":{"store":"memory","shared":false}"#),
+        "{health:?}"
+    );
     let chat = runtime_api.response("and-after").await;
     assert!(
         String::from_utf8_lossy(&chat).contains("chat.completion"),
@@ -64,6 +71,10 @@ async fn a_response_cut_off_per_worker(workers: usize) {
     );
 
     let log = function.stop();
+    assert!(
+        log.contains("each Lambda execution environment counts alone"),
+        "{log}"
+    );
     for n in 0..workers {
         let id = format!("cut-off-{n}");
         assert!(

@@ -310,6 +310,9 @@ async fn health_says_ok_with_version_key_map_age_and_source_and_upstream_host() 
         "{body}"
     );
     assert_eq!(body["upstream"], upstream.addr.to_string());
+    // Without LIMITS_TABLE, counters are this process's own.
+    assert_eq!(body["limits"]["store"], "memory");
+    assert_eq!(body["limits"]["shared"], false);
     assert!(upstream.received().is_empty());
 }
 
