@@ -6,12 +6,14 @@
 //! [`routes`] finds the route group (or the 404); the wrapper key is authenticated against the
 //! [`keymap::KeyMap`] held by the [`cache::KeyCache`] (loaded from a [`secrets::KeySource`]:
 //! Secrets Manager or a file); [`policy`] applies the key's `routes` and `models` to the model
-//! [`request`] reads from the body (JSON, or [`multipart`]); [`upstream`] builds the request for
-//! the key's upstream (its auth, extras, SigV4 signing) and sends it with the shared client in
-//! [`state::AppState`]; status, allowed headers and body bytes are relayed as they arrive
-//! ([`stream`]). Everything that can go wrong before that is a [`error::ProxyError`]. Each
-//! request ends in one [`metering::RequestRecord`] (a log line, and a CloudWatch EMF record),
-//! with the token usage [`usage`] read from the body as it passed.
+//! [`request`] reads from the body (JSON, or [`multipart`]); [`limits`] counts a limited key's
+//! request and reserves its tokens (in memory, or in DynamoDB across instances); [`upstream`]
+//! builds the request for the key's upstream (its auth, extras, SigV4 signing) and sends it with
+//! the shared client in [`state::AppState`]; status, allowed headers ([`relay`]) and body bytes
+//! ([`stream`]) are relayed as they arrive, and the tokens settled before the body's end.
+//! Everything that can go wrong before that is a [`error::ProxyError`]. Each request ends in one
+//! [`metering::RequestRecord`] (a log line, and a CloudWatch EMF record), with the token usage
+//! [`usage`] read from the body as it passed.
 
 pub mod app;
 pub mod aws;
@@ -30,6 +32,7 @@ pub mod metering;
 pub mod multipart;
 pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod request;
 pub mod routes;
 pub mod secrets;

@@ -296,7 +296,10 @@ impl Limiter {
             refusals.insert(
                 check.item.clone(),
                 Remembered {
-                    until: check.window.end.min(unix_seconds(now) + REMEMBER_TOKENS_FOR),
+                    until: check
+                        .window
+                        .end
+                        .min(unix_seconds(now) + REMEMBER_TOKENS_FOR),
                     requests_full: check
                         .requests
                         .is_some_and(|limit| counts.requests.saturating_add(1) > signed(limit)),

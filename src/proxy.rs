@@ -1,10 +1,10 @@
 //! The forwarding handler, in phases: route (`routes.rs`) → admit the key → policy (route,
-//! model: `policy.rs`) → limits (`limits.rs`: count the request, reserve its tokens) → build
-//! the key's upstream request (`upstream/outbound.rs`) → send → relay (`stream.rs`, which
-//! settles the tokens before the body's end). The response body is the upstream's byte stream handed straight to the
-//! client: no buffering, no re-framing (the one exception, a usage flag the proxy itself added,
-//! is undone event by event in `usage.rs`). Every request ends in exactly one `RequestRecord`
-//! log line. Nothing here logs a header map or a key.
+//! model: `policy.rs`) → limits (`limits.rs`: count the request, reserve its tokens) → build the
+//! key's upstream request (`upstream/outbound.rs`) → send → relay (`relay.rs`, then `stream.rs`,
+//! which settles the tokens before the body's end). The response body is the upstream's byte
+//! stream handed straight to the client: no buffering, no re-framing (the one exception, a usage
+//! flag the proxy itself added, is undone event by event in `usage.rs`). Every request ends in
+//! exactly one `RequestRecord` log line. Nothing here logs a header map or a key.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -21,10 +21,10 @@ use crate::keys::{KeyEntry, RealKey};
 use crate::limits::{Admission, RateHeaders, Reservation};
 use crate::metering::{Outcome, RequestRecord};
 use crate::policy;
+use crate::relay;
 use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage, with_model};
 use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
 use crate::state::AppState;
-use crate::stream;
 use crate::upstream::{self, Auth, ErrorChain, Outbound, Signer, Upstream};
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
@@ -45,7 +45,7 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
     }
     let mut record = record;
     match forward_authorized(&state, request, &route, authorized, &mut record).await {
-        Ok(answer) => stream::relay(answer, record),
+        Ok(answer) => relay::relay(answer, record),
         Err(err) => answered(err, record),
     }
 }
@@ -117,7 +117,7 @@ async fn forward_authorized(
     route: &Route,
     authorized: Authorized,
     record: &mut RequestRecord,
-) -> Result<stream::Answer, ProxyError> {
+) -> Result<relay::Answer, ProxyError> {
     let (parts, body) = request.into_parts();
     let cutoff = invocation_cutoff(&parts.extensions, state.deadline_margin);
     let upstream = authorized
@@ -186,7 +186,7 @@ async fn forward_authorized(
             return Err(err);
         }
     };
-    Ok(stream::Answer {
+    Ok(relay::Answer {
         response,
         cutoff,
         undo_include_usage,

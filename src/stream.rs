@@ -1,6 +1,5 @@
-//! The relayed answer: the upstream's status, its allow-listed headers (`relay`), and its body,
-//! the upstream's chunks passed on as they arrive, untouched. Two additions, both about how a
-//! body ends early:
+//! The relayed body: the upstream's chunks passed on as they arrive, untouched (its status and
+//! headers: `relay.rs`). Two additions, both about how a body ends early:
 //! - if an SSE stream breaks after the status line went out (reset, or idle past the timeout),
 //!   the client gets a final `data: {"error": …}` event in OpenAI's shape and a clean end, instead
 //!   of a connection cut mid-frame that SDKs report as an unexplained network error;
@@ -25,17 +24,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::body::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
-use crate::headers;
-use crate::limits::{RateHeaders, Reservation};
+use crate::limits::Reservation;
 use crate::metering::{Outcome, RequestRecord};
 use crate::upstream;
 use crate::usage::UsageWatch;
@@ -267,84 +263,4 @@ where
         }
         Poll::Pending
     }
-}
-
-/// Says which upstream served the request, by its key-map name (`default`: `UPSTREAM_BASE_URL`).
-const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-openai-proxy-upstream");
-
-/// The upstream's answer (head received), and how to relay its body.
-pub struct Answer {
-    pub response: reqwest::Response,
-    pub cutoff: Option<Instant>,
-    /// The proxy added `stream_options.include_usage`; the stream is to be restored.
-    pub undo_include_usage: bool,
-    /// A HEAD request: the answer has no body, whatever length its headers declare.
-    pub head: bool,
-    /// The `x-openai-proxy-upstream` value.
-    pub served_by: Option<HeaderValue>,
-    /// A limited key: its rate-limit headers, and the tokens to settle when the body ends.
-    pub limits: Option<(RateHeaders, Option<Reservation>)>,
-}
-
-/// The upstream's status, its allow-listed headers, and its body as a stream of the chunks
-/// as they arrive (see `stream.rs` for how a body may end early, `usage.rs` for what is read).
-pub fn relay(answer: Answer, mut record: RequestRecord) -> Response {
-    let Answer {
-        response,
-        cutoff,
-        undo_include_usage,
-        head,
-        served_by,
-        limits,
-    } = answer;
-    let status = response.status();
-    let mut headers = headers::client_response_headers(response.headers());
-    if let Some(name) = served_by {
-        headers.insert(UPSTREAM_HEADER, name);
-    }
-    let (rate_headers, reservation) = limits.unzip();
-    if let Some(rate_headers) = rate_headers {
-        rate_headers.apply(&mut headers);
-    }
-    record.status = status.as_u16();
-    record.upstream_status = Some(status.as_u16());
-    record.upstream_request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|id| id.chars().take(100).collect());
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map_or(&b""[..], |value| value.as_bytes());
-    let is_sse = content_type.starts_with(b"text/event-stream");
-    // Usage is read where the API reports it: SSE events and JSON bodies. Audio, files and
-    // plain text pass unread.
-    let watch = if is_sse {
-        UsageWatch::sse(undo_include_usage)
-    } else if content_type.starts_with(b"application/json") {
-        UsageWatch::json()
-    } else {
-        UsageWatch::opaque()
-    };
-    // A JSON body keeps the upstream's length (which the HTTP client enforces). Not an SSE
-    // stream, which may be restored or end with an error event of the proxy's own, nor an answer
-    // that has no body whatever its headers say.
-    let bodyless = head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let length = if is_sse || bodyless {
-        None
-    } else {
-        response.content_length()
-    };
-    let reservation = reservation
-        .flatten()
-        .map(|reservation| (reservation, status.is_success()));
-    let stream = response.bytes_stream();
-    let body = Relayed::new(stream, length, cutoff, watch, record, reservation);
-    let mut response = Response::new(Body::new(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
