@@ -99,15 +99,15 @@ pub struct Limiter {
     on_store_error: OnStoreError,
     /// Output tokens reserved for a generating request that does not cap its output.
     default_output_tokens: u64,
-    /// Item name → what its last refusal showed, until its window ends.
+    /// Item name → its counts when a request counting there was last refused, for a while.
     refusals: Mutex<HashMap<String, Remembered>>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Remembered {
     until: i64,
-    requests_full: bool,
-    tokens_left: Option<u64>,
+    /// Compared with the limits of each request's own checks, so a raised limit applies at once.
+    counts: Counts,
 }
 
 /// A request the limits let through.
@@ -176,40 +176,30 @@ impl Limiter {
             return Err(ProxyError::RateLimited(Box::new(refusal)));
         }
         let results = join_all(checks.iter().map(|check| self.store.update(check.update()))).await;
-        let mut headers = RateHeaders::default();
-        let (mut refused, mut failed, mut made) = (None::<(&Check, Counts)>, None, Vec::new());
+        let (mut made, mut seen) = (Vec::new(), Vec::new());
+        let mut failed = None;
         for (check, result) in checks.iter().zip(results) {
             match result {
-                Ok(Counted::Made(counts)) => {
-                    headers.merge(check.trios(counts, now));
-                    made.push(check);
-                }
-                Ok(Counted::Refused(counts)) => {
-                    headers.merge(check.trios(counts, now));
-                    self.remember(check, counts, now);
-                    // The longest window is the one to report: a spent budget outlasts a minute.
-                    if refused.is_none_or(|(first, _)| {
-                        check.window.period_rank() > first.window.period_rank()
-                    }) {
-                        refused = Some((check, counts));
-                    }
-                }
+                Ok(Counted::Made(counts)) => made.push((check, counts)),
+                Ok(Counted::Refused(counts)) => seen.push((check, counts)),
                 Err(err) => failed = Some(err),
             }
         }
-        if refused.is_some() || failed.is_some() {
-            // Counted in some windows but not admitted: those counts are taken back.
-            self.undo(&made).await;
+        if !seen.is_empty() || failed.is_some() {
+            // Refused or failed somewhere, counted in other windows but not admitted: those counts are taken back.
+            self.undo(made.iter().map(|(check, _)| *check)).await;
         }
-        if let Some((check, counts)) = refused {
-            let limit = check.refused_by(counts);
-            return Err(ProxyError::RateLimited(Box::new(Refusal::new(
-                limit,
-                check.limit_of(limit.kind),
-                check.window.remaining(now),
-                headers,
-                None,
-            ))));
+        // A window the store refused is one the request does not fit (the same condition).
+        let refusing = longest_refusing(&seen).or_else(|| seen.first().map(|(check, _)| *check));
+        if let Some(refusing) = refusing {
+            // Every window as it stands without this request, for the headers and for memory.
+            seen.extend(
+                made.iter()
+                    .map(|&(check, counts)| (check, check.without(counts))),
+            );
+            self.remember(&seen, now);
+            let refused = refusal(&seen, now, refusing, false);
+            return Err(ProxyError::RateLimited(Box::new(refused)));
         }
         if let Some(err) = failed {
             tracing::warn!(store = self.store.kind(), error = %err, "the limits store failed");
@@ -217,6 +207,10 @@ impl Limiter {
                 OnStoreError::Allow => Ok(Admission::Unchecked),
                 OnStoreError::Deny => Err(ProxyError::LimitsUnavailable),
             };
+        }
+        let mut headers = RateHeaders::default();
+        for (check, counts) in &made {
+            headers.merge(check.trios(*counts, now));
         }
         let items: Vec<_> = checks
             .iter()
@@ -234,80 +228,48 @@ impl Limiter {
         }))
     }
 
-    /// A refusal decided without the store: a request larger than a token limit, or a window
-    /// this process saw refuse and that has not ended.
+    /// A refusal decided without the store: a request larger than a token limit, or windows
+    /// this process saw refuse recently that the request does not fit.
     fn refused_here(&self, checks: &[Check], now: SystemTime) -> Option<Refusal> {
         let now_seconds = unix_seconds(now);
-        let refusals = self
-            .refusals
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for check in checks {
-            let reset = check.window.remaining(now);
-            let refuse = |kind, limit, headers, too_large| {
-                let name = LimitName {
-                    scope: check.scope,
-                    kind,
-                };
-                Some(Refusal::new(name, limit, reset, headers, too_large))
-            };
-            if let Some((limit, kind)) = check.tokens
-                && check.add_tokens > limit
-            {
-                let headers = RateHeaders::tokens_only(Trio::new(limit, 0, reset));
-                return refuse(kind, limit, headers, Some(check.add_tokens));
-            }
-            let Some(seen) = refusals
-                .get(&check.item)
-                .filter(|seen| seen.until > now_seconds)
-            else {
-                continue;
-            };
-            if let Some(limit) = check.requests
-                && seen.requests_full
-            {
-                let headers = RateHeaders::requests_only(Trio::new(limit, 0, reset));
-                return refuse(LimitKind::RequestsPerMinute, limit, headers, None);
-            }
-            if let (Some((limit, kind)), Some(left)) = (check.tokens, seen.tokens_left)
-                && check.add_tokens > left
-            {
-                let headers = RateHeaders::tokens_only(Trio::new(limit, left, reset));
-                return refuse(kind, limit, headers, None);
-            }
+        let seen: Vec<(&Check, Counts)> = {
+            let refusals = self
+                .refusals
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            checks
+                .iter()
+                .filter_map(|check| {
+                    let seen = refusals.get(&check.item)?;
+                    (seen.until > now_seconds).then_some((check, seen.counts))
+                })
+                .collect()
+        };
+        if let Some(check) = checks.iter().find(|check| check.is_too_large()) {
+            return Some(refusal(&seen, now, check, true));
         }
-        None
+        longest_refusing(&seen).map(|refusing| refusal(&seen, now, refusing, false))
     }
 
-    /// Remembers what a refusal showed. A spent budget stays spent, but a refusal can also come
-    /// from other requests' reservations, which settle lower: so a day or month refusal is
-    /// remembered for a minute at most (one write per minute for a client hammering a spent
-    /// budget), and forgotten as soon as this process gives tokens back to the item.
-    fn remember(&self, check: &Check, counts: Counts, now: SystemTime) {
+    /// Remembers each window's counts from a refusal. A spent budget stays spent, but a refusal
+    /// can also come from other requests' reservations, which settle lower: so a day or month
+    /// window is remembered for a minute at most (one write per minute for a client hammering a
+    /// spent budget), and forgotten as soon as this process gives tokens back to it.
+    fn remember(&self, seen: &[(&Check, Counts)], now: SystemTime) {
         let mut refusals = self
             .refusals
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = unix_seconds(now);
         if refusals.len() >= REMEMBER_AT_MOST {
-            let now = unix_seconds(self.clock.now());
             refusals.retain(|_, seen| seen.until > now);
         }
-        if refusals.len() < REMEMBER_AT_MOST {
-            refusals.insert(
-                check.item.clone(),
-                Remembered {
-                    until: check
-                        .window
-                        .end
-                        .min(unix_seconds(now) + REMEMBER_TOKENS_FOR),
-                    requests_full: check
-                        .requests
-                        .is_some_and(|limit| counts.requests.saturating_add(1) > signed(limit)),
-                    tokens_left: check
-                        .tokens
-                        .map(|(limit, _)| limit.saturating_sub(counts.tokens.max(0) as u64)),
-                },
-            );
+        for (check, counts) in seen {
+            if refusals.len() < REMEMBER_AT_MOST || refusals.contains_key(&check.item) {
+                let until = check.window.end.min(now + REMEMBER_TOKENS_FOR);
+                let counts = *counts;
+                refusals.insert(check.item.clone(), Remembered { until, counts });
+            }
         }
     }
 
@@ -322,8 +284,8 @@ impl Limiter {
         }
     }
 
-    async fn undo(&self, made: &[&Check]) {
-        let undone = join_all(made.iter().map(|check| {
+    async fn undo(&self, made: impl Iterator<Item = &Check>) {
+        let undone = join_all(made.map(|check| {
             self.store.update(Update {
                 requests: -1,
                 tokens: -signed(check.add_tokens),
@@ -336,6 +298,44 @@ impl Limiter {
             tracing::warn!(store = self.store.kind(), error = %err, "could not take back a refused request's count");
         }
     }
+}
+
+/// The 429 for a request whose windows stand at `seen`: named after `refusing`, the window it
+/// does not fit, or the window it alone is larger than (`too_large`); the headers describe every
+/// window seen.
+fn refusal(
+    seen: &[(&Check, Counts)],
+    now: SystemTime,
+    refusing: &Check,
+    too_large: bool,
+) -> Refusal {
+    let mut headers = RateHeaders::default();
+    for (check, counts) in seen {
+        headers.merge(check.trios(*counts, now));
+    }
+    let reset = refusing.window.remaining(now);
+    if too_large {
+        // The window's count is not known without a write; the limit is what it could hold.
+        let limit = refusing.tokens.map_or(0, |(limit, _)| limit);
+        headers.merge(RateHeaders::tokens_only(Trio::new(limit, limit, reset)));
+        let name = refusing.refused_by(Counts::default());
+        return Refusal::new(name, limit, reset, headers, Some(refusing.add_tokens));
+    }
+    let counts = seen
+        .iter()
+        .find(|(check, _)| std::ptr::eq(*check, refusing))
+        .map_or_else(Counts::default, |(_, counts)| *counts);
+    let name = refusing.refused_by(counts);
+    Refusal::new(name, refusing.limit_of(name.kind), reset, headers, None)
+}
+
+/// Of the windows in `seen` the request does not fit, the longest: a spent budget outlasts a
+/// minute, so it is the one to report.
+fn longest_refusing<'a>(seen: &[(&'a Check, Counts)]) -> Option<&'a Check> {
+    seen.iter()
+        .filter(|(check, counts)| !check.fits(*counts))
+        .max_by_key(|(check, _)| check.window.period_rank())
+        .map(|(check, _)| *check)
 }
 
 fn signed(value: u64) -> i64 {

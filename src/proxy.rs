@@ -143,7 +143,7 @@ async fn forward_authorized(
         Policed::default()
     };
     let limits = match authorized.entry.is_limited() {
-        true => admit_within_limits(state, &authorized, tokens, record).await?,
+        true => Some(admit_within_limits(state, &authorized, tokens, record).await?),
         false => None,
     };
 
@@ -196,22 +196,23 @@ async fn forward_authorized(
     })
 }
 
-/// Counts a limited key's request against its limits and its tenant's, reserving `tokens`;
-/// `None` when the store failed and the request is served uncounted.
+/// Counts a limited key's request against its limits and its tenant's, reserving `tokens`.
 async fn admit_within_limits(
     state: &AppState,
     authorized: &Authorized,
     tokens: u64,
     record: &mut RequestRecord,
-) -> Result<Option<(RateHeaders, Option<Reservation>)>, ProxyError> {
+) -> Result<(RateHeaders, Option<Reservation>), ProxyError> {
     let counter_id = authorized.entry.counter_id(&authorized.digest);
     record.key_id = Some(counter_id.to_string());
     let subject = authorized.entry.limit_subject(&counter_id);
     match state.limiter.admit(subject, tokens).await? {
-        Admission::Admitted(admitted) => Ok(Some((admitted.headers, admitted.reservation))),
+        Admission::Admitted(admitted) => Ok((admitted.headers, admitted.reservation)),
+        // Served uncounted: no rate-limit headers, and none of the upstream's either (they
+        // describe the real key's organisation, not this caller).
         Admission::Unchecked => {
             record.limits_store_error = true;
-            Ok(None)
+            Ok((RateHeaders::default(), None))
         }
     }
 }

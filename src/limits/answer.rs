@@ -158,11 +158,11 @@ impl Refusal {
         }
     }
 
-    /// `retry-after` for a per-minute limit; `x-should-retry: false` for a budget (the official
-    /// SDKs honour it); the rate-limit headers either way.
+    /// `retry-after` for a per-minute limit; `x-should-retry: false` for a budget, or a request
+    /// that could never fit (the official SDKs honour it); the rate-limit headers either way.
     pub fn add_headers(&self, headers: &mut HeaderMap) {
         self.headers.apply(headers);
-        if self.is_budget() {
+        if self.is_budget() || self.too_large.is_some() {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
         } else {
             let seconds = whole_seconds(self.reset).max(1);

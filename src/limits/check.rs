@@ -82,6 +82,25 @@ impl Check {
         }
     }
 
+    /// Whether the request fits this window at `counts`.
+    pub fn fits(&self, counts: Counts) -> bool {
+        self.update().fit.admits(counts, 1, signed(self.add_tokens))
+    }
+
+    /// Whether the request alone is larger than this window's token limit.
+    pub fn is_too_large(&self) -> bool {
+        self.tokens
+            .is_some_and(|(limit, _)| self.add_tokens > limit)
+    }
+
+    /// `counts` (which include this request) without it.
+    pub fn without(&self, counts: Counts) -> Counts {
+        Counts {
+            requests: counts.requests - 1,
+            tokens: counts.tokens - signed(self.add_tokens),
+        }
+    }
+
     /// Which of this item's limits the counts `counts` leave no room in.
     pub fn refused_by(&self, counts: Counts) -> LimitName {
         let requests_full = self

@@ -196,3 +196,43 @@ async fn a_budget_refusal_from_reservations_in_flight_is_not_remembered_for_the_
     tokio::time::advance(Duration::from_secs(60)).await;
     admitted(limiter.admit(key(&limits), 228).await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn remembered_windows_are_judged_by_todays_limits_and_keep_every_trio() {
+    let limiter = limiter();
+    let tight = Limits {
+        requests_per_minute: Some(1),
+        tokens_per_minute: Some(1_000),
+        ..Limits::default()
+    };
+    admitted(limiter.admit(key(&tight), 10).await);
+    refusal(limiter.admit(key(&tight), 10).await);
+    // Refused again from memory, with both trios as the store's refusal had them.
+    let remembered = refusal(limiter.admit(key(&tight), 10).await);
+    let mut headers = axum::http::HeaderMap::new();
+    remembered.add_headers(&mut headers);
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(headers["x-ratelimit-remaining-tokens"], "990");
+    // The key map raises the limit: the remembered counts fit it, so the store is asked at once.
+    let raised = Limits {
+        requests_per_minute: Some(5),
+        ..tight
+    };
+    let admitted = admitted(limiter.admit(key(&raised), 10).await);
+    assert_eq!(admitted.headers.requests.unwrap().remaining, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_larger_than_a_limit_is_not_worth_retrying() {
+    let limiter = limiter();
+    let limits = Limits {
+        tokens_per_minute: Some(100),
+        ..Limits::default()
+    };
+    let too_large = refusal(limiter.admit(key(&limits), 101).await);
+    let mut headers = axum::http::HeaderMap::new();
+    too_large.add_headers(&mut headers);
+    assert_eq!(headers["x-should-retry"], "false");
+    assert!(headers.get("retry-after").is_none());
+    assert_eq!(too_large.limit.as_str(), "key.tokens_per_minute");
+}
