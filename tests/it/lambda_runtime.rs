@@ -56,8 +56,7 @@ async fn a_response_cut_off_per_worker(workers: usize) {
     // No LIMITS_TABLE under Lambda: counters per execution environment, said at start and in
     // /health.
     assert!(
-        String::from_utf8_lossy(&health)
-            .contains(r#""limits":{"store":"memory","shared":false}"#),
+        String::from_utf8_lossy(&health).contains(r#""limits":{"store":"memory","shared":false}"#),
         "{health:?}"
     );
     let chat = runtime_api.response("and-after").await;

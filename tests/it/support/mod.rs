@@ -6,6 +6,8 @@ pub mod chat_stream;
 pub mod clients;
 pub mod emf;
 pub mod lambda;
+pub mod limits;
+pub mod limits_store;
 pub mod moto;
 pub mod openai;
 pub mod openai_api;
