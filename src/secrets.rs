@@ -83,8 +83,6 @@ impl SecretsManagerSource {
     }
 }
 
-pub use crate::aws::https_client;
-
 impl KeySource for SecretsManagerSource {
     fn kind(&self) -> &'static str {
         "secretsmanager"

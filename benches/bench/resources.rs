@@ -88,7 +88,7 @@ pub async fn startup_cells(
                 "testing", "testing", None, None, "bench",
             ))
             .endpoint_url(&moto.endpoint)
-            .http_client(openai_proxy::secrets::https_client())
+            .http_client(openai_proxy::aws::https_client())
             .build(),
     );
     secrets

@@ -44,7 +44,7 @@ impl Signer {
         // The SDK's own HTTPS client on ring (as for Secrets Manager): providers that fetch
         // credentials over the network (SSO, IMDS, containers) need one.
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(crate::secrets::https_client())
+            .http_client(crate::aws::https_client())
             .load()
             .await;
         Self::new(config.credentials_provider())

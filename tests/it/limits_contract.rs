@@ -13,7 +13,7 @@ use openai_proxy::limits::{
     OnStoreError, Subject, Update,
 };
 
-use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use crate::support::moto::Moto;
 
 /// Bounds every store call: a hung store fails the test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(60);
@@ -176,22 +176,5 @@ async fn the_dynamodb_store_keeps_the_contract() {
 /// The proxy's own DynamoDB store, built as the proxy builds it from the shared AWS
 /// configuration, pointed at moto.
 pub fn dynamo_store(moto: &Moto, table: &str) -> DynamoStore {
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    ACCESS_KEY_ID,
-                    SECRET_ACCESS_KEY,
-                    None,
-                    None,
-                    "moto",
-                ),
-            ),
-        )
-        .endpoint_url(&moto.endpoint)
-        .http_client(openai_proxy::secrets::https_client())
-        .build();
-    DynamoStore::new(&config, table.to_owned())
+    DynamoStore::new(&moto.sdk_config(), table.to_owned())
 }

@@ -156,10 +156,6 @@ async fn a_failed_condition_returns_the_old_item_when_asked() {
     else {
         panic!("not a failed condition");
     };
-    println!(
-        "ConditionalCheckFailedException::item() = {:?}",
-        failed.item()
-    );
     let item = failed.item().expect("ALL_OLD returns the item");
     assert_eq!(item.get("n"), Some(&AttributeValue::N("1".to_owned())));
     assert_eq!(

@@ -116,22 +116,24 @@ impl Moto {
             .unwrap();
     }
 
-    /// A DynamoDB client for this moto, configured as the Secrets Manager one.
-    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(REGION))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-                None,
-                None,
-                "moto",
-            ))
+    /// The shared AWS configuration the proxy builds its clients from, pointed at this moto
+    /// with its dummy credentials.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let credentials = Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto");
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
             .endpoint_url(&self.endpoint)
-            .http_client(openai_proxy::secrets::https_client())
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(config)
+            .http_client(openai_proxy::aws::https_client())
+            .build()
+    }
+
+    /// A DynamoDB client for this moto.
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config())
     }
 
     /// Creates the limits table `name` from template.yaml's `LimitsTable` resource
@@ -170,7 +172,7 @@ pub fn client_for(endpoint: &str) -> Client {
             "moto",
         ))
         .endpoint_url(endpoint)
-        .http_client(openai_proxy::secrets::https_client())
+        .http_client(openai_proxy::aws::https_client())
         .build();
     Client::from_conf(config)
 }
