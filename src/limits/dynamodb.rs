@@ -23,20 +23,21 @@ pub struct DynamoStore {
 
 /// A counter update is one small write: a request should not wait long on a slow table before
 /// `LIMITS_ON_STORE_ERROR` decides.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 impl DynamoStore {
     /// A client from the shared AWS configuration (`AWS_ENDPOINT_URL_DYNAMODB` overrides the
-    /// endpoint, as the SDK defines).
+    /// endpoint, as the SDK defines), which never retries: an `ADD` that timed out or failed
+    /// with a 5xx may still have been applied, and applying it again would count twice.
     pub fn new(config: &aws_config::SdkConfig, table: String) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .operation_attempt_timeout(TIMEOUT)
+            .operation_timeout(TIMEOUT)
             .build();
         let config = aws_sdk_dynamodb::config::Builder::from(config)
             .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         Self {
             client: Client::from_conf(config),
@@ -56,7 +57,9 @@ impl DynamoStore {
             (":tokens".to_owned(), number(update.tokens)),
             (":expires".to_owned(), number(update.expires_at)),
         ]);
-        // "The count after adding fits" is "the count now is at most the limit less the add".
+        // "The count after adding fits" is "the count now is at most the limit less the add". An
+        // item not written yet always passes, which is right because the limiter never asks to
+        // add more than a limit (a request larger than one is refused before any write).
         for (limit, add, name, bound) in [
             (
                 update.fit.requests,
