@@ -7,7 +7,6 @@
 //! exactly one `RequestRecord` log line. Nothing here logs a header map or a key.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,15 +16,18 @@ use crate::cache::Authorized;
 use crate::deadline::{before, invocation_cutoff};
 use crate::error::ProxyError;
 use crate::headers;
-use crate::keys::{KeyEntry, RealKey};
+use crate::keys::RealKey;
 use crate::limits::{Admission, RateHeaders, Reservation};
 use crate::metering::{Outcome, RequestRecord};
 use crate::policy;
 use crate::relay;
-use crate::request::{BodyKind, RequestSummary, read_body, with_include_usage, with_model};
-use crate::routes::{self, ModelAt, ModelListing, Route, RouteGroup};
+use crate::routes::{self, ModelAt, ModelListing, Route};
 use crate::state::AppState;
-use crate::upstream::{self, Auth, ErrorChain, Outbound, Signer, Upstream};
+use crate::upstream::{self, Auth, ErrorChain, Outbound, Signer};
+
+mod body;
+
+use body::{Policed, policed_body};
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
     let route = match routes::route(request.method(), request.uri().path()) {
@@ -142,9 +144,10 @@ async fn forward_authorized(
         }
         Policed::default()
     };
-    let limits = match authorized.entry.is_limited() {
-        true => Some(admit_within_limits(state, &authorized, tokens, record).await?),
-        false => None,
+    let mut limits = if authorized.entry.is_limited() {
+        Some(admit_within_limits(state, &authorized, tokens, record).await?)
+    } else {
+        None
     };
 
     let (path, query) = (parts.uri.path(), parts.uri.query());
@@ -176,16 +179,28 @@ async fn forward_authorized(
     }
     let response = match sent {
         Ok(response) => response,
-        Err(err) => {
-            // No upstream answer, no tokens used: the reservation is given back.
+        Err(failed) => {
+            // A request that never reached the upstream used no tokens: its reservation is
+            // given back. One that may have (a timeout, a reset) keeps it.
             if let Some((_, Some(reservation))) = limits
+                && !failed.delivered
                 && !reservation.settle(0).await
             {
                 record.limits_store_error = true;
             }
-            return Err(err);
+            return Err(failed.err);
         }
     };
+    // An empty body reports no usage, and the server may drop it unpolled: a reservation is
+    // settled here (given back for a failed answer, kept for a successful one).
+    if response.content_length() == Some(0)
+        && let Some((_, reservation)) = &mut limits
+        && let Some(reservation) = reservation.take()
+        && !response.status().is_success()
+        && !reservation.settle(0).await
+    {
+        record.limits_store_error = true;
+    }
     Ok(relay::Answer {
         response,
         cutoff,
@@ -226,88 +241,40 @@ struct Sent<'a> {
     caller: &'a str,
 }
 
+/// A send that failed: the error to answer, and whether the upstream may have received the
+/// request (and spent tokens on it): not if it was never built or no connection was made.
+struct Failed {
+    err: ProxyError,
+    delivered: bool,
+}
+
 impl Sent<'_> {
-    async fn send(self, real_key: Option<&RealKey>) -> Result<reqwest::Response, ProxyError> {
+    async fn send(self, real_key: Option<&RealKey>) -> Result<reqwest::Response, Failed> {
         let client = &self.state.client;
-        let request = self.outbound.build(client, real_key, self.signer).await?;
+        let request = self
+            .outbound
+            .build(client, real_key, self.signer)
+            .await
+            .map_err(|err| Failed {
+                err,
+                delivered: false,
+            })?;
         let method = request.method().clone();
-        before(self.cutoff, client.execute(request))
-            .await?
-            .map_err(|err| {
-                // The URL may hold the upstream's static query, a secret: it is not logged.
-                let err = err.without_url();
-                let upstream = &self.outbound.upstream.name;
-                tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
-                upstream::classify(&err)
-            })
+        let sent = before(self.cutoff, client.execute(request))
+            .await
+            .map_err(|err| Failed {
+                err,
+                delivered: true,
+            })?;
+        sent.map_err(|err| {
+            // The URL may hold the upstream's static query, a secret: it is not logged.
+            let err = err.without_url();
+            let upstream = &self.outbound.upstream.name;
+            tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
+            Failed {
+                err: upstream::classify(&err),
+                delivered: !err.is_connect(),
+            }
+        })
     }
-}
-
-/// What goes upstream: the client's bytes, or, for a chat stream the proxy asks usage for, those
-/// bytes with the flag added (the relay must then undo what the flag changes); and the tokens
-/// a limited key reserves for the request.
-#[derive(Default)]
-struct Policed {
-    body: Bytes,
-    undo_include_usage: bool,
-    tokens: u64,
-}
-
-/// A POST's body, read whole under the size limit and checked against the key's model list.
-async fn policed_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    route: &Route,
-    entry: &KeyEntry,
-    upstream: &Upstream,
-    record: &mut RequestRecord,
-) -> Result<Policed, ProxyError> {
-    let kind = BodyKind::of(headers, route)?;
-    let body = read_body(body, headers, state.max_request_body_bytes).await?;
-    record.bytes_in = body.len() as u64;
-    let summary = RequestSummary::of(&body, &kind, route)?;
-    // The whole name is checked; the record keeps at most 100 characters of it.
-    policy::check_model(entry, route, summary.model.as_deref())?;
-    // The key's `model_map` renames the model for its upstream: the top-level JSON member only,
-    // every other byte as sent. Policy and the record keep the client's name.
-    let mapped = summary
-        .model
-        .as_deref()
-        .and_then(|model| entry.mapped_model(model));
-    let body = match (mapped, &kind, route.model_at) {
-        (Some(upstream_model), BodyKind::Json, ModelAt::Body) => with_model(&body, upstream_model),
-        _ => body,
-    };
-    record.model = summary.model.as_deref().map(policy::shown_model);
-    record.stream = summary.stream;
-    // Usage for a chat stream comes only if asked for; asking changes the stream, which the
-    // relay undoes (`usage.rs`). A client that set `stream_options` itself is left be.
-    let ask_for_usage = state.metering.include_stream_usage
-        && upstream.include_usage
-        && summary.stream
-        && !summary.stream_options
-        && route.group == RouteGroup::ChatCompletions
-        && route.uses_model;
-    let tokens = match (entry.is_limited(), &kind) {
-        (false, _) => 0,
-        (true, BodyKind::Json) => {
-            let generates = matches!(
-                route.group,
-                RouteGroup::ChatCompletions | RouteGroup::Completions | RouteGroup::Responses
-            ) && route.uses_model;
-            state
-                .limiter
-                .estimate(body.len(), summary.max_output_tokens, generates)
-        }
-        (true, BodyKind::Multipart { .. }) => state.limiter.estimate(0, None, false),
-    };
-    Ok(Policed {
-        body: match ask_for_usage {
-            true => with_include_usage(&body),
-            false => body,
-        },
-        undo_include_usage: ask_for_usage,
-        tokens,
-    })
 }

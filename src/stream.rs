@@ -107,9 +107,10 @@ impl<S> Relayed<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, ProxyError>>> {
         if let Some((reservation, succeeded)) = self.reservation.take() {
-            let used = match succeeded {
-                true => self.watch.usage().map(|usage| usage.total_tokens),
-                false => Some(0),
+            let used = if succeeded {
+                self.watch.usage().map(|usage| usage.total_tokens)
+            } else {
+                Some(0)
             };
             if let Some(used) = used {
                 self.settling = Some((Box::pin(reservation.settle(used)), last));
@@ -119,11 +120,25 @@ impl<S> Relayed<S> {
         self.pass_last(last)
     }
 
+    /// Waits for the settle write, then passes the held-back end on. Under Lambda the deadline
+    /// comes first: the client gets its answer whole, and the write is dropped (it may or may
+    /// not have landed; the record says the store failed).
     fn poll_settling(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
         let Some((write, _)) = &mut self.settling else {
             return self.pass_last(None);
         };
-        if !ready!(write.as_mut().poll(cx)) {
+        let settled = match write.as_mut().poll(cx) {
+            Poll::Ready(settled) => settled,
+            Poll::Pending => {
+                let cutoff = self.cutoff.as_mut().map(|cutoff| cutoff.as_mut().poll(cx));
+                if cutoff != Some(Poll::Ready(())) {
+                    return Poll::Pending;
+                }
+                tracing::warn!(caller = %self.record.tenant, "the Lambda invocation is about to time out; the answer ends before its tokens are settled");
+                false
+            }
+        };
+        if !settled {
             self.record.limits_store_error = true;
         }
         let last = self.settling.take().and_then(|(_, last)| last);
