@@ -142,12 +142,12 @@ impl ProxyError {
             ),
             RateLimited(refusal) if refusal.is_budget() => (
                 StatusCode::TOO_MANY_REQUESTS,
-                refusal.kind(),
+                refusal.error_type(),
                 "insufficient_quota",
             ),
             RateLimited(refusal) => (
                 StatusCode::TOO_MANY_REQUESTS,
-                refusal.kind(),
+                refusal.error_type(),
                 "rate_limit_exceeded",
             ),
             LimitsUnavailable => (

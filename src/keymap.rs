@@ -90,7 +90,7 @@ pub enum KeyMapError {
     #[error("member #{index}: \"id\" must be 1 to 128 letters, digits or . _ - : @ / + = (no #)")]
     BadId { index: usize },
     #[error(
-        "member #{index}: \"limits\" must be an object of positive integers among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
+        "member #{index}: \"limits\" must be an object of positive integers (at most 2^53 - 1) among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
     )]
     BadLimits { index: usize },
     #[error(
@@ -100,7 +100,7 @@ pub enum KeyMapError {
     #[error("tenant #{tenant}: a tenant must be an object whose only member is \"limits\"")]
     BadTenantEntry { tenant: usize },
     #[error(
-        "tenant #{tenant}: \"limits\" must be an object of positive integers among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
+        "tenant #{tenant}: \"limits\" must be an object of positive integers (at most 2^53 - 1) among requests_per_minute, tokens_per_minute, tokens_per_day, tokens_per_month"
     )]
     BadTenantLimits { tenant: usize },
     #[error(

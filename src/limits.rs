@@ -6,17 +6,18 @@
 //! reserved at admission (an estimate) and settled when the response ends: the reservation is
 //! replaced by the usage the proxy metered, before the response is finished (`stream.rs`), since
 //! a Lambda environment may be frozen the moment it is. Without usage the reservation stays.
-//! A refusal is remembered here until its window ends, so an exhausted key costs no store write.
+//! A refusal is remembered for a while (`refusals.rs`), so an exhausted key costs no store write
+//! per request.
 
 mod answer;
 mod check;
 mod dynamodb;
+mod refusals;
 mod reservation;
 mod store;
 mod window;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
@@ -24,6 +25,7 @@ use futures_util::future::join_all;
 pub use answer::{RateHeaders, Refusal, Trio};
 use check::{Check, checks};
 pub use dynamodb::DynamoStore;
+use refusals::{Refusals, longest_refusing, refusal};
 pub use reservation::Reservation;
 pub use store::{Counted, Counts, Fit, LimitStore, MemoryStore, StoreError, Update};
 pub use window::{Clock, Period, Window};
@@ -99,15 +101,7 @@ pub struct Limiter {
     on_store_error: OnStoreError,
     /// Output tokens reserved for a generating request that does not cap its output.
     default_output_tokens: u64,
-    /// Item name → its counts when a request counting there was last refused, for a while.
-    refusals: Mutex<HashMap<String, Remembered>>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Remembered {
-    until: i64,
-    /// Compared with the limits of each request's own checks, so a raised limit applies at once.
-    counts: Counts,
+    refusals: Refusals,
 }
 
 /// A request the limits let through.
@@ -123,12 +117,6 @@ pub struct Admitted {
     pub reservation: Option<Reservation>,
 }
 
-/// Past this many remembered refusals, those whose windows ended are forgotten.
-const REMEMBER_AT_MOST: usize = 4_096;
-
-/// The longest a refusal is remembered, in seconds (a minute window's refusal: to its end).
-const REMEMBER_TOKENS_FOR: i64 = 60;
-
 impl Limiter {
     pub fn new(
         store: Box<dyn LimitStore>,
@@ -141,7 +129,7 @@ impl Limiter {
             clock,
             on_store_error,
             default_output_tokens,
-            refusals: Mutex::default(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -186,8 +174,9 @@ impl Limiter {
             }
         }
         if !seen.is_empty() || failed.is_some() {
-            // Refused or failed somewhere, counted in other windows but not admitted: those counts are taken back.
-            self.undo(made.iter().map(|(check, _)| *check)).await;
+            // Not admitted: what the request counted in other windows is given back.
+            let counted: Vec<&Check> = made.iter().map(|(check, _)| *check).collect();
+            self.undo(&counted).await;
         }
         // A window the store refused is one the request does not fit (the same condition).
         let refusing = longest_refusing(&seen).or_else(|| seen.first().map(|(check, _)| *check));
@@ -197,7 +186,7 @@ impl Limiter {
                 made.iter()
                     .map(|&(check, counts)| (check, check.without(counts))),
             );
-            self.remember(&seen, now);
+            self.refusals.remember(&seen, now);
             let refused = refusal(&seen, now, refusing, false);
             return Err(ProxyError::RateLimited(Box::new(refused)));
         }
@@ -231,61 +220,16 @@ impl Limiter {
     /// A refusal decided without the store: a request larger than a token limit, or windows
     /// this process saw refuse recently that the request does not fit.
     fn refused_here(&self, checks: &[Check], now: SystemTime) -> Option<Refusal> {
-        let now_seconds = unix_seconds(now);
-        let seen: Vec<(&Check, Counts)> = {
-            let refusals = self
-                .refusals
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            checks
-                .iter()
-                .filter_map(|check| {
-                    let seen = refusals.get(&check.item)?;
-                    (seen.until > now_seconds).then_some((check, seen.counts))
-                })
-                .collect()
-        };
+        let seen = self.refusals.recall(checks, now);
         if let Some(check) = checks.iter().find(|check| check.is_too_large()) {
             return Some(refusal(&seen, now, check, true));
         }
         longest_refusing(&seen).map(|refusing| refusal(&seen, now, refusing, false))
     }
 
-    /// Remembers each window's counts from a refusal. A spent budget stays spent, but a refusal
-    /// can also come from other requests' reservations, which settle lower: so a day or month
-    /// window is remembered for a minute at most (one write per minute for a client hammering a
-    /// spent budget), and forgotten as soon as this process gives tokens back to it.
-    fn remember(&self, seen: &[(&Check, Counts)], now: SystemTime) {
-        let mut refusals = self
-            .refusals
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = unix_seconds(now);
-        if refusals.len() >= REMEMBER_AT_MOST {
-            refusals.retain(|_, seen| seen.until > now);
-        }
-        for (check, counts) in seen {
-            if refusals.len() < REMEMBER_AT_MOST || refusals.contains_key(&check.item) {
-                let until = check.window.end.min(now + REMEMBER_TOKENS_FOR);
-                let counts = *counts;
-                refusals.insert(check.item.clone(), Remembered { until, counts });
-            }
-        }
-    }
-
-    /// Tokens given back to these items: refusals seen there may no longer hold.
-    fn forget(&self, items: &[(String, i64)]) {
-        let mut refusals = self
-            .refusals
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (item, _) in items {
-            refusals.remove(item);
-        }
-    }
-
-    async fn undo(&self, made: impl Iterator<Item = &Check>) {
-        let undone = join_all(made.map(|check| {
+    /// Gives back what a request that was not admitted counted in these windows.
+    async fn undo(&self, made: &[&Check]) {
+        let undone = join_all(made.iter().map(|check| {
             self.store.update(Update {
                 requests: -1,
                 tokens: -signed(check.add_tokens),
@@ -297,45 +241,9 @@ impl Limiter {
         for err in undone.into_iter().filter_map(Result::err) {
             tracing::warn!(store = self.store.kind(), error = %err, "could not take back a refused request's count");
         }
+        self.refusals
+            .forget(made.iter().map(|check| check.item.as_str()));
     }
-}
-
-/// The 429 for a request whose windows stand at `seen`: named after `refusing`, the window it
-/// does not fit, or the window it alone is larger than (`too_large`); the headers describe every
-/// window seen.
-fn refusal(
-    seen: &[(&Check, Counts)],
-    now: SystemTime,
-    refusing: &Check,
-    too_large: bool,
-) -> Refusal {
-    let mut headers = RateHeaders::default();
-    for (check, counts) in seen {
-        headers.merge(check.trios(*counts, now));
-    }
-    let reset = refusing.window.remaining(now);
-    if too_large {
-        // The window's count is not known without a write; the limit is what it could hold.
-        let limit = refusing.tokens.map_or(0, |(limit, _)| limit);
-        headers.merge(RateHeaders::tokens_only(Trio::new(limit, limit, reset)));
-        let name = refusing.refused_by(Counts::default());
-        return Refusal::new(name, limit, reset, headers, Some(refusing.add_tokens));
-    }
-    let counts = seen
-        .iter()
-        .find(|(check, _)| std::ptr::eq(*check, refusing))
-        .map_or_else(Counts::default, |(_, counts)| *counts);
-    let name = refusing.refused_by(counts);
-    Refusal::new(name, refusing.limit_of(name.kind), reset, headers, None)
-}
-
-/// Of the windows in `seen` the request does not fit, the longest: a spent budget outlasts a
-/// minute, so it is the one to report.
-fn longest_refusing<'a>(seen: &[(&'a Check, Counts)]) -> Option<&'a Check> {
-    seen.iter()
-        .filter(|(check, counts)| !check.fits(*counts))
-        .max_by_key(|(check, _)| check.window.period_rank())
-        .map(|(check, _)| *check)
 }
 
 fn signed(value: u64) -> i64 {
@@ -347,7 +255,7 @@ fn unix_seconds(now: SystemTime) -> i64 {
         .map_or(0, |since| signed(since.as_secs()))
 }
 
-/// Rounded up to whole seconds, at least one: what `retry-after` says.
+/// Rounded up to whole seconds: what `retry-after` says (callers add the floor of one).
 pub fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }

@@ -94,14 +94,14 @@ impl AppState {
                 emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
                 include_stream_usage: config.stream_include_usage,
             },
-            limiter: Arc::new(limiter(config, Box::new(MemoryStore::new(Clock::new())))),
+            limiter: Arc::new(limiter(config, |clock| Box::new(MemoryStore::new(clock)))),
         })
     }
 
     /// The same state with its counters in `store` (the embedded default is in memory).
     pub fn with_limits_store(self, config: &Config, store: Box<dyn LimitStore>) -> Self {
         Self {
-            limiter: Arc::new(limiter(config, store)),
+            limiter: Arc::new(limiter(config, |_| store)),
             ..self
         }
     }
@@ -127,10 +127,12 @@ impl AppState {
     }
 }
 
-fn limiter(config: &Config, store: Box<dyn LimitStore>) -> Limiter {
+/// The limiter over the store `store` makes, both on one clock.
+fn limiter(config: &Config, store: impl FnOnce(Clock) -> Box<dyn LimitStore>) -> Limiter {
+    let clock = Clock::new();
     Limiter::new(
-        store,
-        Clock::new(),
+        store(clock),
+        clock,
         config.limits_on_store_error,
         config.limits_default_output_tokens,
     )

@@ -40,12 +40,19 @@ pub fn parse_tenants(
     Ok(tenants)
 }
 
-/// `{"requests_per_minute": 60, …}`: known members only, each a positive integer, at least one.
+/// The largest limit: the largest integer a JSON number (and a JavaScript reader of the table)
+/// holds exactly, far from where counts could overflow.
+pub const MAX_LIMIT: u64 = (1 << 53) - 1;
+
+/// `{"requests_per_minute": 60, …}`: known members only, each a positive integer up to
+/// `MAX_LIMIT`, at least one.
 pub fn parse_limits(value: &Value) -> Option<Limits> {
     let members = value.as_object().filter(|members| !members.is_empty())?;
     let mut limits = Limits::default();
     for (name, value) in members {
-        let number = value.as_u64().filter(|&number| number > 0)?;
+        let number = value
+            .as_u64()
+            .filter(|&number| (1..=MAX_LIMIT).contains(&number))?;
         let slot = match name.as_str() {
             "requests_per_minute" => &mut limits.requests_per_minute,
             "tokens_per_minute" => &mut limits.tokens_per_minute,

@@ -46,13 +46,6 @@ const TOKENS: [HeaderName; 3] = [
 ];
 
 impl RateHeaders {
-    pub fn requests_only(trio: Trio) -> Self {
-        Self {
-            requests: Some(trio),
-            tokens: None,
-        }
-    }
-
     pub fn tokens_only(trio: Trio) -> Self {
         Self {
             requests: None,
@@ -80,9 +73,15 @@ impl RateHeaders {
         self.tokens = tighter(self.tokens, other.tokens);
     }
 
-    /// Replaces every `x-ratelimit-*` header (the upstream's describe the real key) with these.
+    /// Replaces every `x-ratelimit-*` header (the upstream's, the six OpenAI documents and any
+    /// other, describe the real key's organisation) with these.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for name in REQUESTS.iter().chain(TOKENS.iter()) {
+        let upstreams: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-ratelimit-"))
+            .cloned()
+            .collect();
+        for name in upstreams {
             headers.remove(name);
         }
         for (names, trio) in [(&REQUESTS, self.requests), (&TOKENS, self.tokens)] {
@@ -150,7 +149,7 @@ impl Refusal {
     }
 
     /// OpenAI's `type`: `requests` or `tokens` for a rate, `insufficient_quota` for a budget.
-    pub fn kind(&self) -> &'static str {
+    pub fn error_type(&self) -> &'static str {
         match self.limit.kind {
             _ if self.is_budget() => "insufficient_quota",
             LimitKind::RequestsPerMinute => "requests",
@@ -219,7 +218,10 @@ mod tests {
 
     #[test]
     fn the_tighter_trio_wins() {
-        let mut headers = RateHeaders::requests_only(Trio::new(100, 40, Duration::from_secs(30)));
+        let mut headers = RateHeaders {
+            requests: Some(Trio::new(100, 40, Duration::from_secs(30))),
+            tokens: None,
+        };
         headers.merge(RateHeaders {
             requests: Some(Trio::new(20, 5, Duration::from_secs(30))),
             tokens: Some(Trio::new(1_000, 900, Duration::from_secs(30))),
@@ -243,5 +245,6 @@ mod tests {
         assert_eq!(map["x-ratelimit-remaining-requests"], "5");
         assert_eq!(map["x-ratelimit-reset-requests"], "30s");
         assert_eq!(map["x-ratelimit-limit-tokens"], "1000");
+        assert!(map.get("x-ratelimit-limit-project-tokens").is_none());
     }
 }

@@ -96,8 +96,8 @@ impl Check {
     /// `counts` (which include this request) without it.
     pub fn without(&self, counts: Counts) -> Counts {
         Counts {
-            requests: counts.requests - 1,
-            tokens: counts.tokens - signed(self.add_tokens),
+            requests: counts.requests.saturating_sub(1),
+            tokens: counts.tokens.saturating_sub(signed(self.add_tokens)),
         }
     }
 
@@ -134,16 +134,6 @@ impl Check {
             tokens: self
                 .tokens
                 .map(|(limit, _)| Trio::new(limit, left(limit, counts.tokens), reset)),
-        }
-    }
-}
-
-impl Window {
-    pub fn period_rank(&self) -> u8 {
-        match self.period {
-            Period::Minute => 0,
-            Period::Day => 1,
-            Period::Month => 2,
         }
     }
 }

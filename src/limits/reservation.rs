@@ -35,7 +35,8 @@ impl Reservation {
         }))
         .await;
         if delta < 0 {
-            self.limiter.forget(&self.items);
+            let items = self.items.iter().map(|(item, _)| item.as_str());
+            self.limiter.refusals.forget(items);
         }
         let mut settled = true;
         for err in written.into_iter().filter_map(Result::err) {
@@ -43,9 +44,5 @@ impl Reservation {
             settled = false;
         }
         settled
-    }
-
-    pub fn tokens(&self) -> u64 {
-        self.tokens
     }
 }

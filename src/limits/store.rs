@@ -116,8 +116,8 @@ impl MemoryStore {
         {
             return Counted::Refused(item.counts);
         }
-        item.counts.requests += update.requests;
-        item.counts.tokens += update.tokens;
+        item.counts.requests = item.counts.requests.saturating_add(update.requests);
+        item.counts.tokens = item.counts.tokens.saturating_add(update.tokens);
         item.expires_at = update.expires_at;
         Counted::Made(item.counts)
     }

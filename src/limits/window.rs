@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::{Date, Month, OffsetDateTime};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ordered by length: a longer window's refusal is the one to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Period {
     Minute,
     Day,

@@ -4,13 +4,13 @@
 //! stores cannot drift apart.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use openai_proxy::error::ProxyError;
 use openai_proxy::limits::{
     Admission, Clock, Counted, Counts, DynamoStore, Fit, LimitStore, Limiter, Limits, MemoryStore,
-    OnStoreError, Subject, Update,
+    OnStoreError, Period, Subject, Update,
 };
 
 use crate::support::moto::Moto;
@@ -136,6 +136,47 @@ async fn the_limiter_is_exact(store: Box<dyn LimitStore>, id: &str) {
     assert_eq!(tally(&answers), (5, 15), "{}", limiter.store().kind());
 }
 
+/// A request counting in two windows (its key's and its tenant's minute) is written to each
+/// separately, and given back where it counted when the other refuses: never more than either
+/// limit is admitted, and once every give-back is done both windows hold exactly the admitted.
+async fn several_windows_never_admit_more_than_either_limit(store: Box<dyn LimitStore>, id: &str) {
+    // Ten seconds into a minute: the burst stays in one window whatever the machine's speed.
+    let clock = Clock::starting_at(UNIX_EPOCH + Duration::from_secs(1_796_044_690));
+    let limiter = Arc::new(Limiter::new(store, clock, OnStoreError::Deny, 0));
+    let (own, shared) = (
+        Limits {
+            requests_per_minute: Some(20),
+            ..Limits::default()
+        },
+        Limits {
+            requests_per_minute: Some(30),
+            ..Limits::default()
+        },
+    );
+    let tenant = format!("{id}-team");
+    let subject = Subject {
+        key: Some((id, &own)),
+        tenant: Some((&tenant, &shared)),
+    };
+    let answers = join_all((0..50).map(|_| limiter.admit(subject, 0))).await;
+    let (admitted, refused) = tally(&answers);
+    assert!(
+        (1..=20).contains(&admitted) && admitted + refused == 50,
+        "{admitted}"
+    );
+    let window = Period::Minute.window_at(clock.now());
+    for (scope, counter) in [("key", id), ("tenant", tenant.as_str())] {
+        let item = window.item(scope, counter);
+        let counted = update(limiter.store(), add(&item, 0, 0, Fit::default())).await;
+        assert_eq!(
+            counted,
+            made((admitted as i64, 0)),
+            "{scope}: {}",
+            limiter.store().kind()
+        );
+    }
+}
+
 /// (admitted, refused with a 429); anything else fails the test.
 fn tally(answers: &[Result<Admission, ProxyError>]) -> (usize, usize) {
     let mut tally = (0, 0);
@@ -161,6 +202,8 @@ async fn the_memory_store_keeps_the_contract() {
     let store = MemoryStore::new(Clock::new());
     contract(&store).await;
     the_limiter_is_exact(Box::new(MemoryStore::new(Clock::new())), "exact").await;
+    let store = Box::new(MemoryStore::new(Clock::new()));
+    several_windows_never_admit_more_than_either_limit(store, "several").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -171,6 +214,8 @@ async fn the_dynamodb_store_keeps_the_contract() {
     assert!(store.shared());
     contract(&store).await;
     the_limiter_is_exact(Box::new(dynamo_store(&moto, "limits-contract")), "exact").await;
+    let store = Box::new(dynamo_store(&moto, "limits-contract"));
+    several_windows_never_admit_more_than_either_limit(store, "several").await;
 }
 
 /// The proxy's own DynamoDB store, built as the proxy builds it from the shared AWS
