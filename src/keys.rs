@@ -112,13 +112,20 @@ pub struct KeyEntry {
     pub routes: Option<Vec<RouteGroup>>,
     /// After this instant the key is refused like an unknown key.
     pub expires_at: Option<SystemTime>,
-    /// Whose counters the key's limits count in (`id`); `None`: the key id the logs show, so a
-    /// rotated key keeps its counters only if the map gives old and new the same `id`.
+    /// Its limits, if it has any; boxed, since most keys have none and a map may hold many keys.
+    pub limits: Option<Box<KeyLimits>>,
+}
+
+/// A key's limits and whose counters they count in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// The entry's `id`; `None`: the key id the logs show, so a rotated key keeps its counters
+    /// only if the map gives old and new the same `id`.
     pub id: Option<String>,
     /// The key's own limits.
-    pub limits: Option<Limits>,
+    pub own: Option<Limits>,
     /// Its tenant's limits (the document's `tenants`), shared by every key of the tenant.
-    pub tenant_limits: Option<Limits>,
+    pub tenant: Option<Limits>,
 }
 
 impl KeyEntry {
@@ -156,13 +163,15 @@ impl KeyEntry {
 
     /// Whether any limit applies to this key (its own or its tenant's).
     pub fn is_limited(&self) -> bool {
-        self.limits.is_some() || self.tenant_limits.is_some()
+        self.limits
+            .as_ref()
+            .is_some_and(|limits| limits.own.is_some() || limits.tenant.is_some())
     }
 
     /// The id the key's own counters belong to: its `id`, else `key:` and 8 hex digits of the
     /// wrapper key's digest.
     pub fn counter_id(&self, digest: &WrapperKeyDigest) -> Cow<'_, str> {
-        match &self.id {
+        match self.limits.as_ref().and_then(|limits| limits.id.as_deref()) {
             Some(id) => Cow::Borrowed(id),
             None => Cow::Owned(short_key_id(digest)),
         }
@@ -170,9 +179,15 @@ impl KeyEntry {
 
     /// The counters this key's requests count in: `counter_id` is its own.
     pub fn limit_subject<'a>(&'a self, counter_id: &'a str) -> Subject<'a> {
+        let limits = self.limits.as_deref();
         Subject {
-            key: self.limits.as_ref().map(|limits| (counter_id, limits)),
-            tenant: self.tenant.as_deref().zip(self.tenant_limits.as_ref()),
+            key: limits
+                .and_then(|limits| limits.own.as_ref())
+                .map(|own| (counter_id, own)),
+            tenant: self
+                .tenant
+                .as_deref()
+                .zip(limits.and_then(|limits| limits.tenant.as_ref())),
         }
     }
 

@@ -62,10 +62,12 @@ pub fn parse(
             }
             "id" => {
                 let id = value.as_str().filter(|id| is_counter_name(id));
-                entry.id = Some(id.ok_or(KeyMapError::BadId { index })?.to_owned());
+                let id = id.ok_or(KeyMapError::BadId { index })?.to_owned();
+                entry.limits.get_or_insert_default().id = Some(id);
             }
             "limits" => {
-                entry.limits = Some(parse_limits(&value).ok_or(KeyMapError::BadLimits { index })?)
+                let own = parse_limits(&value).ok_or(KeyMapError::BadLimits { index })?;
+                entry.limits.get_or_insert_default().own = Some(own);
             }
             _ => {
                 return Err(KeyMapError::UnknownField {
@@ -88,7 +90,9 @@ pub fn parse(
         let limits = tenants
             .get(tenant)
             .ok_or(KeyMapError::UnknownTenant { index })?;
-        entry.tenant_limits = *limits;
+        if let Some(limits) = limits {
+            entry.limits.get_or_insert_default().tenant = Some(*limits);
+        }
     }
     Ok(entry)
 }

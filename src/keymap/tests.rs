@@ -191,8 +191,9 @@ fn limits_ids_and_tenants_parse() {
     )
     .unwrap();
     let alice = lookup(&map, "wk-alice").unwrap();
-    assert_eq!(alice.id.as_deref(), Some("alice@team-a"));
-    let own = alice.limits.unwrap();
+    let limits = alice.limits.as_deref().unwrap();
+    assert_eq!(limits.id.as_deref(), Some("alice@team-a"));
+    let own = limits.own.unwrap();
     assert_eq!(
         (
             own.requests_per_minute,
@@ -202,7 +203,7 @@ fn limits_ids_and_tenants_parse() {
         ),
         (Some(60), Some(200_000), Some(2_000_000), None)
     );
-    let shared = alice.tenant_limits.unwrap();
+    let shared = limits.tenant.unwrap();
     assert_eq!(
         (shared.requests_per_minute, shared.tokens_per_month),
         (Some(100), Some(40_000_000))
