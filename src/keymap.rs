@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::keys::{KeyEntry, WrapperKeyDigest};
 use crate::routes::RouteGroup;
 use crate::upstream::Upstream;
+pub use entry::parse_rfc3339;
 use node::Node;
 pub use upstreams::UpstreamsByName;
 

@@ -35,6 +35,12 @@ impl WrapperKeyDigest {
         name
     }
 
+    /// `key:` and the first 8 hex digits: the key id logs show (32 bits: enough to tell keys
+    /// apart, far too little to recover one).
+    pub fn key_id(&self) -> String {
+        short_key_id(self)
+    }
+
     /// Parses the lowercase hex after `sha256:`; `None` unless it is exactly 64 such digits.
     pub fn from_hex(hex: &str) -> Option<Self> {
         let bytes = hex.as_bytes();
@@ -225,6 +231,44 @@ fn short_key_id(digest: &WrapperKeyDigest) -> String {
         id.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     id
+}
+
+/// A new wrapper key from the operating system's CSPRNG: `sk-proxy-` and 256 random bits in
+/// URL-safe base64 (43 characters); and its digest, the only form the key map keeps.
+pub fn generate_wrapper_key() -> (String, WrapperKeyDigest) {
+    use base64::Engine;
+    let mut bits = [0u8; 32];
+    fill_random(&mut bits);
+    let key = format!(
+        "sk-proxy-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bits)
+    );
+    let digest = WrapperKeyDigest::of(&key);
+    (key, digest)
+}
+
+/// 128 random bits as 32 hex digits (an idempotency token, a temporary file's name).
+pub fn random_token() -> String {
+    let mut bits = [0u8; 16];
+    fill_random(&mut bits);
+    bits.iter()
+        .fold(String::with_capacity(32), |mut text, byte| {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            text
+        })
+}
+
+/// The OS CSPRNG. It does not fail on the platforms the proxy runs on (Linux's `getrandom(2)`);
+/// if it ever did, using the key would be worse than stopping.
+#[expect(
+    clippy::panic,
+    reason = "a key that is not random must never be handed out"
+)]
+fn fill_random(bytes: &mut [u8]) {
+    if let Err(err) = getrandom::fill(bytes) {
+        panic!("the operating system's random number generator failed: {err}");
+    }
 }
 
 /// The `hash-key` command: reads one wrapper key from the first line of `input` and returns the

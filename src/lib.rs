@@ -18,6 +18,7 @@
 pub mod app;
 pub mod aws;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod error;

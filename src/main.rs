@@ -1,25 +1,25 @@
-//! Wiring only: the `hash-key` command, or configuration, logging, state, and the front door
-//! the environment asks for.
+//! Wiring only: the command line (`cli.rs`), then, to serve, configuration, logging, state, and
+//! the front door the environment asks for.
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use clap::Parser;
+use openai_proxy::cli::{Cli, Command};
 use openai_proxy::config::{Config, FrontDoor};
-use openai_proxy::{app, keys, lambda, local, logging, state};
+use openai_proxy::{app, cli, keys, lambda, local, logging, state};
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
+    match Cli::parse().command {
         None => serve(),
-        Some("hash-key") => match keys::hashed_member_name(std::io::stdin().lock()) {
+        Some(Command::HashKey) => match keys::hashed_member_name(std::io::stdin().lock()) {
             Ok(name) => match writeln!(std::io::stdout(), "{name}") {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err),
             },
             Err(problem) => fail(&problem),
         },
-        Some(_) => fail(
-            &"usage: openai-proxy            serve (settings from the environment)\n       openai-proxy hash-key   print the sha256: name for a wrapper key read from stdin",
-        ),
+        Some(Command::Keys(command)) => cli::run_keys(command),
     }
 }
 

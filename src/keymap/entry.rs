@@ -129,7 +129,7 @@ fn parse_model_map(value: Value) -> Option<HashMap<String, String>> {
         .collect()
 }
 
-fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let time =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     // Times before 1970 are long past either way.

@@ -1,0 +1,256 @@
+//! The key map document as `openai-proxy keys` edits it: a JSON tree, always version 2 after an
+//! edit (a flat document is migrated, its plain wrapper keys hashed), whose members are found by
+//! the id their counters belong to. Every change is a pure function of the tree; whether the
+//! result is a key map the proxy would accept is decided by the proxy's own parser, before
+//! anything is written.
+
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+
+use crate::keymap::{KeyMap, KeyMapError};
+use crate::keys::WrapperKeyDigest;
+
+/// A parsed document, version 2: its `keys`, and its other members as they were.
+#[derive(Debug, Clone)]
+pub struct Document {
+    head: Map<String, Value>,
+    keys: Map<String, Value>,
+    /// It was flat when read, and is rewritten as version 2.
+    pub migrated: bool,
+}
+
+/// Why an edit cannot be made. Messages name ids and tenants, never a key.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("the key map is not valid: {0}")]
+    Invalid(KeyMapError),
+    #[error("the change would make the key map invalid, so nothing was written: {0}")]
+    WouldBreak(KeyMapError),
+    #[error("no key has the id {0:?} (see `openai-proxy keys list`)")]
+    NoSuchId(String),
+    #[error(
+        "a key with the id {0:?} exists already (use `openai-proxy keys rotate` for a new key for it)"
+    )]
+    IdTaken(String),
+}
+
+impl Document {
+    /// Reads a document the proxy accepts (anything else is refused: an edit must start from a
+    /// valid map), as version 2.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EditError> {
+        KeyMap::parse(bytes).map_err(EditError::Invalid)?;
+        let Ok(Value::Object(mut root)) = serde_json::from_slice::<Value>(bytes) else {
+            return Err(EditError::Invalid(KeyMapError::NotAnObject));
+        };
+        let versioned = root.get("version").is_some_and(Value::is_number);
+        if versioned {
+            let keys = match root.remove("keys") {
+                Some(Value::Object(keys)) => keys,
+                _ => Map::new(),
+            };
+            return Ok(Self {
+                head: root,
+                keys,
+                migrated: false,
+            });
+        }
+        let mut document = Self {
+            head: Map::from_iter([("version".to_owned(), json!(2))]),
+            keys: root,
+            migrated: true,
+        };
+        document.hash_plain_names();
+        Ok(document)
+    }
+
+    /// The document as it is written: pretty JSON, and a key map the proxy accepts.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EditError> {
+        let mut root = self.head.clone();
+        root.insert("keys".to_owned(), Value::Object(self.keys.clone()));
+        let mut bytes = serde_json::to_vec_pretty(&root).unwrap_or_default();
+        bytes.push(b'\n');
+        KeyMap::parse(&bytes).map_err(EditError::WouldBreak)?;
+        Ok(bytes)
+    }
+
+    /// Every plain wrapper key's member renamed to its `sha256:` name (`keys migrate`); how many.
+    pub fn hash_plain_names(&mut self) -> usize {
+        let keys = self.keys_mut();
+        let plain: Vec<String> = keys
+            .keys()
+            .filter(|name| !name.starts_with("sha256:"))
+            .cloned()
+            .collect();
+        for name in &plain {
+            if let Some(value) = keys.remove(name) {
+                keys.insert(WrapperKeyDigest::of(name).member_name(), value);
+            }
+        }
+        plain.len()
+    }
+
+    /// Adds a member for `wrapper` with `entry` (an object). Its `id` must be new.
+    pub fn add(
+        &mut self,
+        wrapper: &WrapperKeyDigest,
+        entry: Map<String, Value>,
+    ) -> Result<(), EditError> {
+        if let Some(Value::String(id)) = entry.get("id")
+            && self.members_with(id).next().is_some()
+        {
+            return Err(EditError::IdTaken(id.clone()));
+        }
+        if let Some(Value::String(tenant)) = entry.get("tenant") {
+            self.list_tenant(tenant);
+        }
+        self.keys_mut()
+            .insert(wrapper.member_name(), Value::Object(entry));
+        Ok(())
+    }
+
+    /// A new wrapper key for the entry `id`, with the same contents and the same counters; the
+    /// old keys expire at `old_until` (removed at once when `None`).
+    pub fn rotate(
+        &mut self,
+        id: &str,
+        wrapper: &WrapperKeyDigest,
+        old_until: Option<SystemTime>,
+    ) -> Result<(), EditError> {
+        let names = self.member_names_with(id)?;
+        let newest = names.last().cloned().unwrap_or_default();
+        let mut entry = match self.keys_mut().get(&newest) {
+            Some(Value::Object(entry)) => entry.clone(),
+            Some(Value::String(real)) => Map::from_iter([("api_key".to_owned(), json!(real))]),
+            _ => Map::new(),
+        };
+        // The id is written out, so counters stay with the entry whichever key is used.
+        entry.insert("id".to_owned(), json!(id));
+        for name in &names {
+            match old_until {
+                Some(until) => self.expire(name, id, until),
+                None => {
+                    self.keys_mut().remove(name);
+                }
+            }
+        }
+        self.keys_mut()
+            .insert(wrapper.member_name(), Value::Object(entry));
+        Ok(())
+    }
+
+    /// Removes every key of the entry `id`; how many.
+    pub fn revoke(&mut self, id: &str) -> Result<usize, EditError> {
+        let names = self.member_names_with(id)?;
+        for name in &names {
+            self.keys_mut().remove(name);
+        }
+        Ok(names.len())
+    }
+
+    /// Sets the real key of every key of the entry `id`.
+    pub fn set_real_key(&mut self, id: &str, real_key: &str) -> Result<usize, EditError> {
+        let names = self.member_names_with(id)?;
+        for name in &names {
+            let keys = self.keys_mut();
+            match keys.get_mut(name) {
+                Some(Value::Object(entry)) => {
+                    entry.insert("api_key".to_owned(), json!(real_key));
+                }
+                Some(value) => *value = json!(real_key),
+                None => {}
+            }
+        }
+        Ok(names.len())
+    }
+
+    pub fn keys(&self) -> &Map<String, Value> {
+        &self.keys
+    }
+
+    fn keys_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.keys
+    }
+
+    /// With `tenants` in the document, a key's tenant must be listed: a new one is added, with
+    /// no limits of its own.
+    fn list_tenant(&mut self, tenant: &str) {
+        if let Some(Value::Object(tenants)) = self.head.get_mut("tenants")
+            && !tenants.contains_key(tenant)
+        {
+            tenants.insert(tenant.to_owned(), json!({}));
+        }
+    }
+
+    fn members_with<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.keys().iter().filter_map(move |(name, value)| {
+            let explicit = value.get("id").and_then(Value::as_str);
+            let matches = match explicit {
+                Some(explicit) => explicit == id,
+                None => key_id(name) == id,
+            };
+            matches.then_some(name)
+        })
+    }
+
+    fn member_names_with(&self, id: &str) -> Result<Vec<String>, EditError> {
+        let names: Vec<String> = self.members_with(id).cloned().collect();
+        if names.is_empty() {
+            return Err(EditError::NoSuchId(id.to_owned()));
+        }
+        Ok(names)
+    }
+
+    /// The member `name` expires at `until` at the latest, and says whose counters it uses.
+    fn expire(&mut self, name: &str, id: &str, until: SystemTime) {
+        let until_text = rfc3339(until);
+        let keys = self.keys_mut();
+        let Some(value) = keys.get_mut(name) else {
+            return;
+        };
+        if let Value::String(real) = value {
+            *value = json!({"api_key": real.clone()});
+        }
+        if let Value::Object(entry) = value {
+            entry.insert("id".to_owned(), json!(id));
+            let sooner = entry
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .and_then(crate::keymap::parse_rfc3339)
+                .is_some_and(|at| at <= until);
+            if !sooner {
+                entry.insert("expires_at".to_owned(), json!(until_text));
+            }
+        }
+    }
+}
+
+/// `key:` and 8 hex digits of a member's wrapper key digest: the key id the logs show.
+pub fn key_id(member_name: &str) -> String {
+    let digest = member_name
+        .strip_prefix("sha256:")
+        .and_then(WrapperKeyDigest::from_hex)
+        .unwrap_or_else(|| WrapperKeyDigest::of(member_name));
+    digest.key_id()
+}
+
+/// An instant as RFC 3339 in UTC, to the second.
+pub fn rfc3339(at: SystemTime) -> String {
+    let seconds = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+    });
+    let at = time::OffsetDateTime::from_unix_timestamp(seconds)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+#[cfg(test)]
+mod tests;

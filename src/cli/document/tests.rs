@@ -1,0 +1,153 @@
+//! Edits of the key map document: each keeps what it does not touch, ends as a map the proxy
+//! accepts, and finds keys by the id their counters belong to.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::*;
+use crate::keymap::KeyMap;
+
+const FLAT: &str = r#"{"wrapper-key-alice": "sk-alice", "wrapper-key-bob": {"api_key": "sk-bob", "tenant": "bob"}}"#;
+
+fn names(document: &Document) -> Vec<String> {
+    document.keys().keys().cloned().collect()
+}
+
+fn entry(fields: serde_json::Value) -> Map<String, Value> {
+    match fields {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+#[test]
+fn a_flat_map_becomes_version_2_with_hashed_names_that_serve_the_same_keys() {
+    let document = Document::parse(FLAT.as_bytes()).unwrap();
+    assert!(document.migrated);
+    let bytes = document.to_bytes().unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.contains("\"version\": 2"), "{text}");
+    assert!(!text.contains("wrapper-key-alice"), "{text}");
+    let map = KeyMap::parse(&bytes).unwrap();
+    for key in ["wrapper-key-alice", "wrapper-key-bob"] {
+        assert!(map.lookup(&WrapperKeyDigest::of(key)).is_some(), "{key}");
+    }
+    // Version 2 already: read as it is.
+    assert!(!Document::parse(&bytes).unwrap().migrated);
+}
+
+#[test]
+fn create_adds_a_hashed_member_and_refuses_a_taken_id() {
+    let mut document = Document::parse(FLAT.as_bytes()).unwrap();
+    let new = WrapperKeyDigest::of("sk-proxy-new");
+    let fields = entry(
+        json!({"api_key": "sk-new", "tenant": "team", "id": "team-ci", "limits": {"requests_per_minute": 5}}),
+    );
+    document.add(&new, fields.clone()).unwrap();
+    assert!(names(&document).contains(&new.member_name()));
+    let again = WrapperKeyDigest::of("sk-proxy-other");
+    assert_eq!(
+        document.add(&again, fields),
+        Err(EditError::IdTaken("team-ci".to_owned()))
+    );
+    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    assert!(map.lookup(&new).unwrap().is_limited());
+}
+
+#[test]
+fn a_new_tenant_is_listed_when_the_document_lists_tenants() {
+    let mut document = Document::parse(
+        br#"{"version": 2, "tenants": {"team": {"limits": {"requests_per_minute": 9}}}, "keys": {}}"#,
+    )
+    .unwrap();
+    let fields = entry(json!({"api_key": "sk-new", "tenant": "newcomers", "id": "n1"}));
+    document
+        .add(&WrapperKeyDigest::of("sk-proxy-n1"), fields)
+        .unwrap();
+    let text = String::from_utf8(document.to_bytes().unwrap()).unwrap();
+    assert!(text.contains("\"newcomers\": {}"), "{text}");
+}
+
+#[test]
+fn an_edit_that_breaks_the_map_is_refused() {
+    let mut document = Document::parse(FLAT.as_bytes()).unwrap();
+    let fields = entry(json!({"api_key": "sk-new", "upstream": "nowhere"}));
+    document
+        .add(&WrapperKeyDigest::of("sk-proxy-x"), fields)
+        .unwrap();
+    assert!(matches!(document.to_bytes(), Err(EditError::WouldBreak(_))));
+    // Nothing the proxy would refuse is read either.
+    assert!(matches!(
+        Document::parse(b"{\"k\": 5}"),
+        Err(EditError::Invalid(_))
+    ));
+}
+
+#[test]
+fn rotation_keeps_the_entry_and_its_id_and_expires_the_old_key() {
+    let mut document = Document::parse(FLAT.as_bytes()).unwrap();
+    let bob = key_id(&WrapperKeyDigest::of("wrapper-key-bob").member_name());
+    let new = WrapperKeyDigest::of("sk-proxy-bob-2");
+    let until = UNIX_EPOCH + Duration::from_secs(1_893_456_000);
+    document.rotate(&bob, &new, Some(until)).unwrap();
+    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    let old = map
+        .lookup(&WrapperKeyDigest::of("wrapper-key-bob"))
+        .unwrap();
+    let fresh = map.lookup(&new).unwrap();
+    assert_eq!(old.expires_at, Some(until));
+    assert_eq!(fresh.expires_at, None);
+    assert_eq!(fresh.tenant.as_deref(), Some("bob"));
+    // Both count in the old key's counters.
+    assert_eq!(old.counter_id(&WrapperKeyDigest::of("x")), bob);
+    assert_eq!(fresh.counter_id(&new), bob);
+    // The rotated entry is found by the same id; without grace the old keys go at once.
+    let newest = WrapperKeyDigest::of("sk-proxy-bob-3");
+    document.rotate(&bob, &newest, None).unwrap();
+    assert_eq!(names(&document).len(), 2, "{:?}", names(&document));
+    assert!(names(&document).contains(&newest.member_name()));
+}
+
+#[test]
+fn revoke_and_set_real_key_act_on_every_key_of_an_id() {
+    let mut document = Document::parse(FLAT.as_bytes()).unwrap();
+    let alice = key_id(&WrapperKeyDigest::of("wrapper-key-alice").member_name());
+    assert_eq!(document.set_real_key(&alice, "sk-alice-2"), Ok(1));
+    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    let entry = map
+        .lookup(&WrapperKeyDigest::of("wrapper-key-alice"))
+        .unwrap();
+    assert_eq!(entry.real_key.as_ref().unwrap().raw(), "sk-alice-2");
+    assert_eq!(document.revoke(&alice), Ok(1));
+    assert_eq!(document.revoke(&alice), Err(EditError::NoSuchId(alice)));
+}
+
+#[test]
+fn the_list_shows_ids_and_policy_and_never_a_key() {
+    let mut document = Document::parse(FLAT.as_bytes()).unwrap();
+    let fields = entry(
+        json!({"api_key": "sk-secret-real", "tenant": "team", "id": "team-ci",
+        "models": ["gpt-4o-mini"], "limits": {"tokens_per_day": 100}, "expires_at": "2020-01-01T00:00:00Z"}),
+    );
+    document
+        .add(&WrapperKeyDigest::of("sk-proxy-secret"), fields)
+        .unwrap();
+    let rows = crate::cli::list::rows(&document, UNIX_EPOCH + Duration::from_secs(1_796_044_719));
+    assert_eq!(rows.len(), 3);
+    let team = rows.iter().find(|row| row.id == "team-ci").unwrap();
+    assert!(team.expired);
+    assert_eq!(
+        team.models.as_deref(),
+        Some(&["gpt-4o-mini".to_owned()][..])
+    );
+    let text = crate::cli::list::table(&rows) + &serde_json::to_string(&rows).unwrap();
+    for secret in [
+        "sk-secret-real",
+        "sk-proxy-secret",
+        "wrapper-key-alice",
+        "sk-alice",
+        "sk-bob",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(text.contains("tokens/day=100"), "{text}");
+}

@@ -1,0 +1,186 @@
+//! Where `openai-proxy keys` reads and writes the key map: the source the server reads
+//! (`KEY_MAP_SECRET_ID` or `KEY_MAP_FILE`, with the same AWS settings). A write never overwrites
+//! an edit it did not read:
+//! - a secret gets the new document as a new version, and `AWSCURRENT` is moved to it only from
+//!   the version that was read (`UpdateSecretVersionStage` with `RemoveFromVersionId`), which
+//!   fails if someone else made another version current in between;
+//! - a file is written to a temporary file beside it and renamed over it, after checking that
+//!   it still holds what was read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+
+/// A document as read, and the version it was read at (a secret's `VersionId`).
+pub struct Snapshot {
+    pub bytes: Vec<u8>,
+    version: Option<String>,
+}
+
+pub enum Source {
+    File(PathBuf),
+    Secret {
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum WriteError {
+    /// Another edit was written after this one's read.
+    Conflict,
+    Failed(String),
+}
+
+/// The stage a new version is put under until it is made current, so putting it moves nothing.
+const PENDING_STAGE: &str = "OPENAI_PROXY_PENDING";
+
+impl Source {
+    /// The source the environment names, exactly one of them, as the server requires.
+    pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        match (get("KEY_MAP_FILE"), get("KEY_MAP_SECRET_ID")) {
+            (Some(path), None) => Ok(Self::File(PathBuf::from(path))),
+            (None, Some(secret_id)) => {
+                let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(10))
+                    .build();
+                let config = aws_sdk_secretsmanager::config::Builder::from(
+                    &crate::aws::shared_config().await,
+                )
+                .timeout_config(timeouts)
+                .build();
+                Ok(Self::Secret {
+                    client: aws_sdk_secretsmanager::Client::from_conf(config),
+                    secret_id: secret_id.trim().to_owned(),
+                })
+            }
+            (Some(_), Some(_)) => Err("KEY_MAP_FILE and KEY_MAP_SECRET_ID are both set: set exactly one, as for the server".to_owned()),
+            (None, None) => Err("no key map: set KEY_MAP_SECRET_ID (a Secrets Manager secret) or KEY_MAP_FILE (a JSON file), as for the server".to_owned()),
+        }
+    }
+
+    /// How messages name the source (never its contents).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => format!("key map file {}", path.display()),
+            Self::Secret { secret_id, .. } => format!("secret {secret_id}"),
+        }
+    }
+
+    pub async fn read(&self) -> Result<Snapshot, String> {
+        match self {
+            Self::File(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|err| format!("{}: cannot be read: {err}", self.describe()))?;
+                Ok(Snapshot {
+                    bytes,
+                    version: None,
+                })
+            }
+            Self::Secret { client, secret_id } => {
+                let read = client
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .send()
+                    .await
+                    .map_err(|err| format!("{}: {}", self.describe(), aws_error(&err)))?;
+                let bytes = read
+                    .secret_string()
+                    .ok_or_else(|| format!("{}: has no SecretString", self.describe()))?
+                    .as_bytes()
+                    .to_vec();
+                Ok(Snapshot {
+                    bytes,
+                    version: read.version_id().map(str::to_owned),
+                })
+            }
+        }
+    }
+
+    /// Writes `bytes` if the source still holds the snapshot `read`; the new version's id.
+    pub async fn write(&self, bytes: &[u8], read: &Snapshot) -> Result<Option<String>, WriteError> {
+        match self {
+            Self::File(path) => write_file(path, bytes, read).await.map(|()| None),
+            Self::Secret { client, secret_id } => {
+                let failed =
+                    |err: String| WriteError::Failed(format!("{}: {err}", self.describe()));
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| failed("the new document is not UTF-8".to_owned()))?;
+                let put = client
+                    .put_secret_value()
+                    .secret_id(secret_id)
+                    .secret_string(text)
+                    .client_request_token(crate::keys::random_token())
+                    .version_stages(PENDING_STAGE)
+                    .send()
+                    .await
+                    .map_err(|err| failed(aws_error(&err)))?;
+                let new_version = put
+                    .version_id()
+                    .ok_or_else(|| failed("PutSecretValue returned no VersionId".to_owned()))?
+                    .to_owned();
+                let moved = client
+                    .update_secret_version_stage()
+                    .secret_id(secret_id)
+                    .version_stage("AWSCURRENT")
+                    .move_to_version_id(&new_version)
+                    .set_remove_from_version_id(read.version.clone())
+                    .send()
+                    .await;
+                match moved {
+                    Ok(_) => Ok(Some(new_version)),
+                    // Refused because AWSCURRENT is no longer on the version read: a conflict.
+                    // Anything else (access denied, throttling) is a failure to report.
+                    Err(err) => match self.read().await {
+                        Ok(now) if now.version != read.version => Err(WriteError::Conflict),
+                        _ => Err(failed(aws_error(&err))),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// A temporary file beside `path`, then a rename over it: readers see the old document or the
+/// new one, never a part. Checked just before the rename that the file still holds what was read.
+async fn write_file(path: &Path, bytes: &[u8], read: &Snapshot) -> Result<(), WriteError> {
+    let failed = |what: &str, err: std::io::Error| {
+        WriteError::Failed(format!("key map file {}: {what}: {err}", path.display()))
+    };
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |name| name.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", crate::keys::random_token()));
+    tokio::fs::write(&temporary, bytes)
+        .await
+        .map_err(|err| failed("cannot write a temporary file beside it", err))?;
+    let current = tokio::fs::read(path).await.unwrap_or_default();
+    if current != read.bytes {
+        let _ = tokio::fs::remove_file(&temporary).await;
+        return Err(WriteError::Conflict);
+    }
+    tokio::fs::rename(&temporary, path).await.map_err(|err| {
+        let _ = std::fs::remove_file(&temporary);
+        failed("cannot rename the temporary file over it", err)
+    })
+}
+
+/// An AWS error as the service named it: code and message, which name the secret, never its
+/// value.
+fn aws_error<E, R>(err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => format!("the AWS call failed: {}", crate::upstream::ErrorChain(err)),
+    }
+}
