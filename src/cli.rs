@@ -68,6 +68,7 @@ pub enum KeysCommand {
     Revoke { id: String },
     /// Set the real (upstream) key of the key ID.
     #[command(after_help = EXIT_CODES)]
+    #[command(group(clap::ArgGroup::new("real-key").required(true).args(["real_key_stdin", "real_key_file"])))]
     SetRealKey {
         id: String,
         #[command(flatten)]

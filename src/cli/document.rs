@@ -18,6 +18,8 @@ pub struct Document {
     keys: Map<String, Value>,
     /// It was flat when read, and is rewritten as version 2.
     pub migrated: bool,
+    /// Plain wrapper keys hashed so far (a flat document's, when it was read).
+    pub hashed: usize,
 }
 
 /// Why an edit cannot be made. Messages name ids and tenants, never a key.
@@ -45,7 +47,7 @@ impl Document {
         };
         let versioned = root.get("version").is_some_and(Value::is_number);
         if versioned {
-            let keys = match root.remove("keys") {
+            let keys = match root.shift_remove("keys") {
                 Some(Value::Object(keys)) => keys,
                 _ => Map::new(),
             };
@@ -53,12 +55,14 @@ impl Document {
                 head: root,
                 keys,
                 migrated: false,
+                hashed: 0,
             });
         }
         let mut document = Self {
             head: Map::from_iter([("version".to_owned(), json!(2))]),
             keys: root,
             migrated: true,
+            hashed: 0,
         };
         document.hash_plain_names();
         Ok(document)
@@ -74,20 +78,19 @@ impl Document {
         Ok(bytes)
     }
 
-    /// Every plain wrapper key's member renamed to its `sha256:` name (`keys migrate`); how many.
-    pub fn hash_plain_names(&mut self) -> usize {
-        let keys = self.keys_mut();
-        let plain: Vec<String> = keys
-            .keys()
-            .filter(|name| !name.starts_with("sha256:"))
-            .cloned()
-            .collect();
-        for name in &plain {
-            if let Some(value) = keys.remove(name) {
-                keys.insert(WrapperKeyDigest::of(name).member_name(), value);
+    /// Every plain wrapper key's member renamed to its `sha256:` name, in place (`keys
+    /// migrate`); adds how many to `hashed`.
+    pub fn hash_plain_names(&mut self) {
+        let members = std::mem::take(&mut self.keys);
+        for (name, value) in members {
+            if name.starts_with("sha256:") {
+                self.keys.insert(name, value);
+            } else {
+                self.hashed += 1;
+                self.keys
+                    .insert(WrapperKeyDigest::of(&name).member_name(), value);
             }
         }
-        plain.len()
     }
 
     /// Adds a member for `wrapper` with `entry` (an object). Its `id` must be new.
@@ -118,7 +121,22 @@ impl Document {
         old_until: Option<SystemTime>,
     ) -> Result<(), EditError> {
         let names = self.member_names_with(id)?;
-        let newest = names.last().cloned().unwrap_or_default();
+        // The model for the new key: the member that expires last (a rotation's grace only ever
+        // brings an old key's expiry forward), or never.
+        let expiry = |name: &String| {
+            let at = self
+                .keys
+                .get(name)
+                .and_then(|value| value.get("expires_at"));
+            at.and_then(Value::as_str)
+                .and_then(crate::keymap::parse_rfc3339)
+                .map_or((1, SystemTime::UNIX_EPOCH), |at| (0, at))
+        };
+        let newest = names
+            .iter()
+            .max_by_key(|name| expiry(name))
+            .cloned()
+            .unwrap_or_default();
         let mut entry = match self.keys_mut().get(&newest) {
             Some(Value::Object(entry)) => entry.clone(),
             Some(Value::String(real)) => Map::from_iter([("api_key".to_owned(), json!(real))]),
@@ -130,7 +148,7 @@ impl Document {
             match old_until {
                 Some(until) => self.expire(name, id, until),
                 None => {
-                    self.keys_mut().remove(name);
+                    self.keys_mut().shift_remove(name);
                 }
             }
         }
@@ -143,7 +161,7 @@ impl Document {
     pub fn revoke(&mut self, id: &str) -> Result<usize, EditError> {
         let names = self.member_names_with(id)?;
         for name in &names {
-            self.keys_mut().remove(name);
+            self.keys_mut().shift_remove(name);
         }
         Ok(names.len())
     }

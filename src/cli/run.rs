@@ -104,7 +104,11 @@ async fn keys(command: KeysCommand) -> Result<(), Failure> {
             Ok(())
         }
         KeysCommand::Migrate => {
-            let hashed = edit(&source, |document| Ok(document.hash_plain_names())).await?;
+            let hashed = edit(&source, |document| {
+                document.hash_plain_names();
+                Ok(document.hashed)
+            })
+            .await?;
             say(&format!(
                 "{} is a version-2 document; {hashed} plain wrapper key(s) hashed",
                 source.describe()

@@ -4,18 +4,20 @@
 //! - a secret gets the new document as a new version, and `AWSCURRENT` is moved to it only from
 //!   the version that was read (`UpdateSecretVersionStage` with `RemoveFromVersionId`), which
 //!   fails if someone else made another version current in between;
-//! - a file is written to a temporary file beside it and renamed over it, after checking that
-//!   it still holds what was read.
+//! - a file is locked (an exclusive `flock` on it) from the read to the rename of a temporary
+//!   file, written beside it with the same permissions, over it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
-/// A document as read, and the version it was read at (a secret's `VersionId`).
+/// A document as read, and the version it was read at (a secret's `VersionId`), or, for a file,
+/// the lock held on it until the write.
 pub struct Snapshot {
     pub bytes: Vec<u8>,
     version: Option<String>,
+    _lock: Option<std::fs::File>,
 }
 
 pub enum Source {
@@ -72,12 +74,14 @@ impl Source {
     pub async fn read(&self) -> Result<Snapshot, String> {
         match self {
             Self::File(path) => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|err| format!("{}: cannot be read: {err}", self.describe()))?;
+                let cannot =
+                    |err: std::io::Error| format!("{}: cannot be read: {err}", self.describe());
+                let lock = lock(path).await.map_err(cannot)?;
+                let bytes = tokio::fs::read(path).await.map_err(cannot)?;
                 Ok(Snapshot {
                     bytes,
                     version: None,
+                    _lock: Some(lock),
                 })
             }
             Self::Secret { client, secret_id } => {
@@ -95,6 +99,7 @@ impl Source {
                 Ok(Snapshot {
                     bytes,
                     version: read.version_id().map(str::to_owned),
+                    _lock: None,
                 })
             }
         }
@@ -103,7 +108,8 @@ impl Source {
     /// Writes `bytes` if the source still holds the snapshot `read`; the new version's id.
     pub async fn write(&self, bytes: &[u8], read: &Snapshot) -> Result<Option<String>, WriteError> {
         match self {
-            Self::File(path) => write_file(path, bytes, read).await.map(|()| None),
+            // The read's lock is held until `read` is dropped, after this.
+            Self::File(path) => write_file(path, bytes).await.map(|()| None),
             Self::Secret { client, secret_id } => {
                 let failed =
                     |err: String| WriteError::Failed(format!("{}: {err}", self.describe()));
@@ -132,9 +138,13 @@ impl Source {
                     .await;
                 match moved {
                     Ok(_) => Ok(Some(new_version)),
-                    // Refused because AWSCURRENT is no longer on the version read: a conflict.
-                    // Anything else (access denied, throttling) is a failure to report.
+                    // The move may have landed and only its answer been lost (a retry is then
+                    // refused): the new version current is success. Another version current is
+                    // a conflict. Anything else (access denied, throttling) is a failure.
                     Err(err) => match self.read().await {
+                        Ok(now) if now.version.as_deref() == Some(new_version.as_str()) => {
+                            Ok(Some(new_version))
+                        }
                         Ok(now) if now.version != read.version => Err(WriteError::Conflict),
                         _ => Err(failed(aws_error(&err))),
                     },
@@ -144,9 +154,42 @@ impl Source {
     }
 }
 
-/// A temporary file beside `path`, then a rename over it: readers see the old document or the
-/// new one, never a part. Checked just before the rename that the file still holds what was read.
-async fn write_file(path: &Path, bytes: &[u8], read: &Snapshot) -> Result<(), WriteError> {
+/// How long an edit waits for another edit of the same file to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// An exclusive lock on the key map file, held from the read to the rename (another
+/// `openai-proxy keys` waits for it). The lock is on the file the path names when it is taken: a
+/// rename by the edit before puts a new file there, so that is checked, and the lock taken again.
+async fn lock(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let waiting_since = tokio::time::Instant::now();
+    loop {
+        let file = std::fs::File::open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let (locked, named) = (file.metadata()?, std::fs::metadata(path)?);
+                if (locked.dev(), locked.ino()) == (named.dev(), named.ino()) {
+                    return Ok(file);
+                }
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(err)) => return Err(err),
+        }
+        if waiting_since.elapsed() > LOCK_WAIT {
+            return Err(std::io::Error::other(
+                "another edit has held it locked for 30 s; try again",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A temporary file beside `path`, with its permissions (a key map holds real keys: a 0600 file
+/// stays 0600), flushed to disk, then renamed over it, while the read's lock is held: readers see
+/// the old document or the new one, never a part, and no edit is lost.
+async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let failed = |what: &str, err: std::io::Error| {
         WriteError::Failed(format!("key map file {}: {what}: {err}", path.display()))
     };
@@ -154,15 +197,24 @@ async fn write_file(path: &Path, bytes: &[u8], read: &Snapshot) -> Result<(), Wr
         .file_name()
         .map_or_else(Default::default, |name| name.to_string_lossy().into_owned());
     let temporary = path.with_file_name(format!(".{name}.{}.tmp", crate::keys::random_token()));
-    tokio::fs::write(&temporary, bytes)
-        .await
-        .map_err(|err| failed("cannot write a temporary file beside it", err))?;
-    let current = tokio::fs::read(path).await.unwrap_or_default();
-    if current != read.bytes {
-        let _ = tokio::fs::remove_file(&temporary).await;
-        return Err(WriteError::Conflict);
+    let permissions = std::fs::metadata(path)
+        .map_err(|err| failed("cannot read its permissions", err))?
+        .permissions();
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.set_permissions(permissions)?;
+            file.sync_all()
+        });
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(failed("cannot write a temporary file beside it", err));
     }
-    tokio::fs::rename(&temporary, path).await.map_err(|err| {
+    std::fs::rename(&temporary, path).map_err(|err| {
         let _ = std::fs::remove_file(&temporary);
         failed("cannot rename the temporary file over it", err)
     })

@@ -39,6 +39,17 @@ fn the_command_line_is_well_formed() {
         "k",
     ]);
     assert!(both.is_err());
+    // set-real-key needs its key's source: a usage error (exit 2) before anything is read.
+    let none = Cli::try_parse_from(["openai-proxy", "keys", "set-real-key", "app"]);
+    assert!(none.is_err());
+    let given = Cli::try_parse_from([
+        "openai-proxy",
+        "keys",
+        "set-real-key",
+        "app",
+        "--real-key-stdin",
+    ]);
+    assert!(given.is_ok());
 }
 
 #[test]
