@@ -12,6 +12,8 @@ own work is serialised, which is as fast as the tests need.
 
 Mirrors moto/server.py's main() (moto 5.2.5, pinned in requirements.txt) without its reload and
 SSL options, which the tests never use. Started by the Rust tests' `Moto::start`.
+
+It also corrects one way moto's Secrets Manager differs from AWS (see `follow_awscurrent` below).
 """
 
 import argparse
@@ -25,7 +27,48 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.secretsmanager.models import SecretsManagerBackend
 from werkzeug.serving import run_simple
+
+
+def follow_awscurrent():
+    """After UpdateSecretVersionStage moves AWSCURRENT, the secret's default version is the one
+    now labelled AWSCURRENT, as on AWS.
+
+    moto 5.2 keeps an internal `default_version_id` that only CreateSecret and PutSecretValue set;
+    UpdateSecretVersionStage moves the labels but not it. So after a staged edit (put a version
+    under another label, then move AWSCURRENT to it, as `openai-proxy keys` writes), a
+    GetSecretValue naming no stage or version still returns the version that was current before,
+    where AWS returns the one labelled AWSCURRENT. It also breaks the next plain PutSecretValue:
+    moto relabels the stale default version AWSPREVIOUS and leaves AWSCURRENT on the version the
+    stage move made current, so two versions hold AWSCURRENT, and an UpdateSecretVersionStage
+    whose RemoveFromVersionId is that no-longer-current version is then accepted, where AWS
+    refuses it ("If the label is attached and you either do not specify this parameter, or the
+    version ID does not match, then the operation fails": AWS's UpdateSecretVersionStage
+    reference). With the default following the label, moto's own check (it refuses, with
+    InvalidParameterException, a RemoveFromVersionId that does not hold the stage, before changing
+    anything) refuses it as AWS does, so that needs no patch of its own.
+    """
+    original = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id):
+        answer = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT":
+            secret = self.secrets[secret_id]
+            current = [
+                version_id
+                for version_id, version in secret.versions.items()
+                if "AWSCURRENT" in version["version_stages"]
+            ]
+            # A replica has no default of its own (it reads its primary's).
+            if len(current) == 1 and hasattr(secret, "set_default_version_id"):
+                secret.set_default_version_id(current[0])
+        return answer
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
+follow_awscurrent()
 
 
 class Serialised:

@@ -143,3 +143,51 @@ fn cargo_lambda_deploy_settings_fit_a_streaming_proxy() {
     // Keys belong in the secret, never in the function's configuration.
     assert!(!deploy.to_string().contains("sk-"), "{deploy}");
 }
+
+/// The README's key-management commands (`openai-proxy keys …`, then the roll-back to
+/// AWSPREVIOUS with the AWS CLI), taken from the README and run against moto
+/// (tests/e2e/readme_keys_steps.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_key_commands_work_against_moto() {
+    let moto = Moto::start().await;
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_openai-proxy"));
+    let path = std::env::join_paths(
+        std::iter::once(binary.parent().unwrap().to_owned())
+            .chain(std::env::split_paths(&path_with_venv())),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(python())
+        .arg("tests/e2e/readme_keys_steps.py")
+        .current_dir(manifest_dir())
+        .env("PATH", path)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_REGION", REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("KEY_MAP_FILE")
+        .env_remove("KEY_MAP_SECRET_ID")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), output)
+        .await
+        .expect("the README key commands did not finish in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "README key commands failed:\n{stdout}\n{stderr}"
+    );
+    for check in [
+        "ok - create printed one wrapper key",
+        "ok - set-real-key set the new real key",
+        "ok - the roll-back made the version before it current again",
+    ] {
+        assert!(stdout.contains(check), "{check} missing from:\n{stdout}");
+    }
+}

@@ -15,6 +15,7 @@ mod deploy;
 mod errors;
 mod faults;
 mod hostile;
+mod keys_cli;
 mod lambda_events;
 mod lambda_runtime;
 mod lambda_watch;

@@ -5,6 +5,7 @@
 pub mod chat_stream;
 pub mod clients;
 pub mod emf;
+pub mod keys_cli;
 pub mod lambda;
 pub mod limits;
 pub mod limits_store;
@@ -16,6 +17,7 @@ pub mod openai_media;
 pub mod openai_stream;
 pub mod process;
 pub mod runtime_api;
+pub mod secret_relay;
 pub mod sigv4_upstream;
 pub mod upstream;
 
