@@ -8,6 +8,7 @@
 
 mod document;
 mod list;
+mod random;
 mod run;
 mod source;
 
@@ -40,7 +41,7 @@ pub enum Command {
     Keys(KeysCommand),
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 done; 1 the key map could not be read or written; 2 bad arguments; 3 no key has that id; 4 other edits kept winning the race (nothing written); 5 the key map, or the change, is not valid (nothing written).";
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 the key map could not be read or written; 2 bad arguments; 3 no key has that id; 4 other edits kept winning the race (nothing written); 5 the key map, the change or the real key given is not valid (nothing written).";
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -65,7 +66,14 @@ pub enum KeysCommand {
     },
     /// Remove every wrapper key of the key ID.
     #[command(after_help = EXIT_CODES)]
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (the ID column of `keys list`).
+        id: String,
+        /// Only this one of its wrapper keys (the KEY ID column), e.g. a leaked one still in its
+        /// grace after a rotation.
+        #[arg(long, value_name = "KEY_ID")]
+        key: Option<String>,
+    },
     /// Set the real (upstream) key of the key ID.
     #[command(after_help = EXIT_CODES)]
     #[command(group(clap::ArgGroup::new("real-key").required(true).args(["real_key_stdin", "real_key_file"])))]
@@ -125,24 +133,25 @@ pub struct RealKeyArgs {
     real_key_file: Option<PathBuf>,
 }
 
-/// `30s`, `10m`, `2h`, `7d`.
+/// The longest grace: a year (a key's end belongs in `--expires`, not in a rotation).
+const MAX_GRACE: Duration = Duration::from_secs(366 * 86_400);
+
+/// `30s`, `10m`, `2h`, `7d`, up to a year.
 fn parse_grace(text: &str) -> Result<Duration, String> {
+    let wrong = || "a duration such as 30s, 10m, 2h or 7d, at most 366d".to_owned();
     let text = text.trim();
-    let split = text.len().saturating_sub(1);
-    let (number, unit) = text.split_at(split);
-    let seconds: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err("a duration such as 30s, 10m, 2h or 7d".to_owned()),
-    };
+    let units = [("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)];
+    let (number, unit) = units
+        .iter()
+        .find_map(|&(suffix, seconds)| text.strip_suffix(suffix).map(|number| (number, seconds)))
+        .ok_or_else(wrong)?;
     number
         .parse::<u64>()
         .ok()
-        .and_then(|count| count.checked_mul(seconds))
+        .and_then(|count| count.checked_mul(unit))
         .map(Duration::from_secs)
-        .ok_or_else(|| "a duration such as 30s, 10m, 2h or 7d".to_owned())
+        .filter(|grace| *grace <= MAX_GRACE)
+        .ok_or_else(wrong)
 }
 
 #[cfg(test)]

@@ -233,44 +233,6 @@ fn short_key_id(digest: &WrapperKeyDigest) -> String {
     id
 }
 
-/// A new wrapper key from the operating system's CSPRNG: `sk-proxy-` and 256 random bits in
-/// URL-safe base64 (43 characters); and its digest, the only form the key map keeps.
-pub fn generate_wrapper_key() -> (String, WrapperKeyDigest) {
-    use base64::Engine;
-    let mut bits = [0u8; 32];
-    fill_random(&mut bits);
-    let key = format!(
-        "sk-proxy-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bits)
-    );
-    let digest = WrapperKeyDigest::of(&key);
-    (key, digest)
-}
-
-/// 128 random bits as 32 hex digits (an idempotency token, a temporary file's name).
-pub fn random_token() -> String {
-    let mut bits = [0u8; 16];
-    fill_random(&mut bits);
-    bits.iter()
-        .fold(String::with_capacity(32), |mut text, byte| {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
-            text
-        })
-}
-
-/// The OS CSPRNG. It does not fail on the platforms the proxy runs on (Linux's `getrandom(2)`);
-/// if it ever did, using the key would be worse than stopping.
-#[expect(
-    clippy::panic,
-    reason = "a key that is not random must never be handed out"
-)]
-fn fill_random(bytes: &mut [u8]) {
-    if let Err(err) = getrandom::fill(bytes) {
-        panic!("the operating system's random number generator failed: {err}");
-    }
-}
-
 /// The `hash-key` command: reads one wrapper key from the first line of `input` and returns the
 /// member name that stands for it in a key map. Reading stdin keeps the key out of shell history
 /// and process listings.

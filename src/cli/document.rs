@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::keymap::{KeyMap, KeyMapError};
 use crate::keys::WrapperKeyDigest;
 
-/// A parsed document, version 2: its `keys`, and its other members as they were.
-#[derive(Debug, Clone)]
+/// A parsed document, version 2: its `keys`, and its other members as they were. It holds real
+/// keys, so it has no `Debug`: nothing can print it.
 pub struct Document {
     head: Map<String, Value>,
     keys: Map<String, Value>,
@@ -35,6 +35,16 @@ pub enum EditError {
         "a key with the id {0:?} exists already (use `openai-proxy keys rotate` for a new key for it)"
     )]
     IdTaken(String),
+    #[error(
+        "the keys of the id {0:?} differ in more than their real keys and expiry (they share a budget, not a policy): revoke or re-create them one by one (revoke --key)"
+    )]
+    MixedEntry(String),
+    #[error("every key of the id {0:?} has expired: create a new key instead")]
+    Expired(String),
+    #[error(
+        "the id {0:?} has no key with the key id {1:?} (see the KEY ID column of `openai-proxy keys list`)"
+    )]
+    NoSuchKey(String, String),
 }
 
 impl Document {
@@ -68,11 +78,17 @@ impl Document {
         Ok(document)
     }
 
-    /// The document as it is written: pretty JSON, and a key map the proxy accepts.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, EditError> {
+    /// The document as it is written, pretty (a file people read) or compact (a secret, whose
+    /// value may hold 64 KiB), and a key map the proxy accepts.
+    pub fn to_bytes(&self, pretty: bool) -> Result<Vec<u8>, EditError> {
         let mut root = self.head.clone();
         root.insert("keys".to_owned(), Value::Object(self.keys.clone()));
-        let mut bytes = serde_json::to_vec_pretty(&root).unwrap_or_default();
+        let written = if pretty {
+            serde_json::to_vec_pretty(&root)
+        } else {
+            serde_json::to_vec(&root)
+        };
+        let mut bytes = written.unwrap_or_default();
         bytes.push(b'\n');
         KeyMap::parse(&bytes).map_err(EditError::WouldBreak)?;
         Ok(bytes)
@@ -104,9 +120,6 @@ impl Document {
         {
             return Err(EditError::IdTaken(id.clone()));
         }
-        if let Some(Value::String(tenant)) = entry.get("tenant") {
-            self.list_tenant(tenant);
-        }
         self.keys_mut()
             .insert(wrapper.member_name(), Value::Object(entry));
         Ok(())
@@ -121,6 +134,7 @@ impl Document {
         old_until: Option<SystemTime>,
     ) -> Result<(), EditError> {
         let names = self.member_names_with(id)?;
+        self.same_policy(id, &names)?;
         // The model for the new key: the member that expires last (a rotation's grace only ever
         // brings an old key's expiry forward), or never.
         let expiry = |name: &String| {
@@ -137,6 +151,11 @@ impl Document {
             .max_by_key(|name| expiry(name))
             .cloned()
             .unwrap_or_default();
+        if let (0, at) = expiry(&newest)
+            && at <= SystemTime::now()
+        {
+            return Err(EditError::Expired(id.to_owned()));
+        }
         let mut entry = match self.keys_mut().get(&newest) {
             Some(Value::Object(entry)) => entry.clone(),
             Some(Value::String(real)) => Map::from_iter([("api_key".to_owned(), json!(real))]),
@@ -157,9 +176,15 @@ impl Document {
         Ok(())
     }
 
-    /// Removes every key of the entry `id`; how many.
-    pub fn revoke(&mut self, id: &str) -> Result<usize, EditError> {
-        let names = self.member_names_with(id)?;
+    /// Removes every key of the entry `id`, or only its key with the key id `key`; how many.
+    pub fn revoke(&mut self, id: &str, key: Option<&str>) -> Result<usize, EditError> {
+        let mut names = self.member_names_with(id)?;
+        if let Some(key) = key {
+            names.retain(|name| key_id(name) == key);
+            if names.is_empty() {
+                return Err(EditError::NoSuchKey(id.to_owned(), key.to_owned()));
+            }
+        }
         for name in &names {
             self.keys_mut().shift_remove(name);
         }
@@ -169,6 +194,7 @@ impl Document {
     /// Sets the real key of every key of the entry `id`.
     pub fn set_real_key(&mut self, id: &str, real_key: &str) -> Result<usize, EditError> {
         let names = self.member_names_with(id)?;
+        self.same_policy(id, &names)?;
         for name in &names {
             let keys = self.keys_mut();
             match keys.get_mut(name) {
@@ -190,13 +216,22 @@ impl Document {
         &mut self.keys
     }
 
-    /// With `tenants` in the document, a key's tenant must be listed: a new one is added, with
-    /// no limits of its own.
-    fn list_tenant(&mut self, tenant: &str) {
-        if let Some(Value::Object(tenants)) = self.head.get_mut("tenants")
-            && !tenants.contains_key(tenant)
-        {
-            tenants.insert(tenant.to_owned(), json!({}));
+    /// Several keys may share an id to share a budget while differing in upstream, models or
+    /// tenant: one new key, or one real key, cannot stand for all of them.
+    fn same_policy(&self, id: &str, names: &[String]) -> Result<(), EditError> {
+        let policy = |name: &String| match self.keys.get(name) {
+            Some(Value::Object(entry)) => entry
+                .iter()
+                .filter(|(field, _)| !matches!(field.as_str(), "api_key" | "expires_at" | "id"))
+                .map(|(field, value)| (field.clone(), value.clone()))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        let first = names.first().map(policy);
+        if names.iter().all(|name| Some(policy(name)) == first) {
+            Ok(())
+        } else {
+            Err(EditError::MixedEntry(id.to_owned()))
         }
     }
 

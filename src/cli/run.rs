@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::document::{self, Document, EditError};
 use super::list::{self, Listed};
+use super::random::{generate_wrapper_key, random_byte};
 use super::source::{Source, WriteError};
 use super::{CreateArgs, KeysCommand, RealKeyArgs};
-use crate::keys::generate_wrapper_key;
 
 /// Why a command failed, and its exit code.
 enum Failure {
@@ -65,13 +65,14 @@ async fn keys(command: KeysCommand) -> Result<(), Failure> {
             print_key(&wrapper)
         }
         KeysCommand::List { json } => {
-            let snapshot = source.read().await.map_err(Failure::Source)?;
-            let document = Document::parse(&snapshot.bytes).map_err(Failure::Edit)?;
+            // Read, and the file's lock let go, before printing (stdout may be a slow pager).
+            let bytes = source.read().await.map_err(Failure::Source)?.bytes;
+            let document = Document::parse(&bytes).map_err(Failure::Edit)?;
             print_list(&list::rows(&document, SystemTime::now()), json)
         }
         KeysCommand::Rotate { id, grace } => {
             let (wrapper, digest) = generate_wrapper_key();
-            let until = grace.map(|grace| SystemTime::now() + grace);
+            let until = grace.and_then(|grace| SystemTime::now().checked_add(grace));
             edit(&source, |document| document.rotate(&id, &digest, until)).await?;
             match until {
                 Some(until) => say(&format!(
@@ -84,8 +85,8 @@ async fn keys(command: KeysCommand) -> Result<(), Failure> {
             }
             print_key(&wrapper)
         }
-        KeysCommand::Revoke { id } => {
-            let removed = edit(&source, |document| document.revoke(&id)).await?;
+        KeysCommand::Revoke { id, key } => {
+            let removed = edit(&source, |document| document.revoke(&id, key.as_deref())).await?;
             say(&format!(
                 "revoked the key {id} ({removed} wrapper key(s) removed)"
             ));
@@ -128,7 +129,14 @@ async fn edit<T>(
         let snapshot = source.read().await.map_err(Failure::Source)?;
         let mut document = Document::parse(&snapshot.bytes).map_err(Failure::Edit)?;
         let outcome = change(&mut document).map_err(Failure::Edit)?;
-        let bytes = document.to_bytes().map_err(Failure::Edit)?;
+        let bytes = document.to_bytes(source.pretty()).map_err(Failure::Edit)?;
+        if bytes == snapshot.bytes {
+            say(&format!(
+                "{} already says so; nothing written",
+                source.describe()
+            ));
+            return Ok(outcome);
+        }
         match source.write(&bytes, &snapshot).await {
             Ok(version) => {
                 if document.migrated {
@@ -145,11 +153,16 @@ async fn edit<T>(
                 }
                 return Ok(outcome);
             }
-            Err(WriteError::Conflict) if attempt < ATTEMPTS => say(&format!(
-                "another edit of {} was written after this one read it; reading it again and re-applying the change (attempt {} of {ATTEMPTS})",
-                source.describe(),
-                attempt + 1
-            )),
+            Err(WriteError::Conflict) if attempt < ATTEMPTS => {
+                say(&format!(
+                    "another edit of {} was written after this one read it; reading it again and re-applying the change (attempt {} of {ATTEMPTS})",
+                    source.describe(),
+                    attempt + 1
+                ));
+                // A random pause, so edits racing each other do not keep colliding.
+                let pause = 50 + u64::from(random_byte()) * 2;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             Err(WriteError::Conflict) => {}
             Err(WriteError::Failed(err)) => return Err(Failure::Source(err)),
         }
@@ -198,6 +211,12 @@ fn new_entry(args: &CreateArgs) -> Result<Map<String, Value>, Failure> {
 fn read_real_key(args: &RealKeyArgs) -> Result<Option<String>, Failure> {
     let mut text = String::new();
     if args.real_key_stdin {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            return Err(Failure::Input(
+                "--real-key-stdin reads the real key from a pipe (printf '%s' \"$KEY\" | openai-proxy keys …); typed at a terminal it would be shown".to_owned(),
+            ));
+        }
         std::io::stdin().read_to_string(&mut text).map_err(|err| {
             Failure::Input(format!(
                 "cannot read the real key from standard input: {err}"

@@ -43,7 +43,10 @@ impl Source {
     pub async fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         match (get("KEY_MAP_FILE"), get("KEY_MAP_SECRET_ID")) {
-            (Some(path), None) => Ok(Self::File(PathBuf::from(path))),
+            // The file a symbolic link names is the one edited; the link stays a link.
+            (Some(path), None) => Ok(Self::File(
+                std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(path)),
+            )),
             (None, Some(secret_id)) => {
                 let timeouts = aws_config::timeout::TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(10))
@@ -61,6 +64,11 @@ impl Source {
             (Some(_), Some(_)) => Err("KEY_MAP_FILE and KEY_MAP_SECRET_ID are both set: set exactly one, as for the server".to_owned()),
             (None, None) => Err("no key map: set KEY_MAP_SECRET_ID (a Secrets Manager secret) or KEY_MAP_FILE (a JSON file), as for the server".to_owned()),
         }
+    }
+
+    /// Whether the document is written for people (a file) or compactly (a secret's 64 KiB).
+    pub fn pretty(&self) -> bool {
+        matches!(self, Self::File(_))
     }
 
     /// How messages name the source (never its contents).
@@ -108,8 +116,14 @@ impl Source {
     /// Writes `bytes` if the source still holds the snapshot `read`; the new version's id.
     pub async fn write(&self, bytes: &[u8], read: &Snapshot) -> Result<Option<String>, WriteError> {
         match self {
-            // The read's lock is held until `read` is dropped, after this.
-            Self::File(path) => write_file(path, bytes).await.map(|()| None),
+            // The read's lock is held until `read` is dropped, after this; an editor that takes no
+            // lock may still have written in between, which the comparison catches.
+            Self::File(path) => {
+                if std::fs::read(path).ok().as_deref() != Some(&read.bytes[..]) {
+                    return Err(WriteError::Conflict);
+                }
+                write_file(path, bytes).map(|()| None)
+            }
             Self::Secret { client, secret_id } => {
                 let failed =
                     |err: String| WriteError::Failed(format!("{}: {err}", self.describe()));
@@ -119,7 +133,7 @@ impl Source {
                     .put_secret_value()
                     .secret_id(secret_id)
                     .secret_string(text)
-                    .client_request_token(crate::keys::random_token())
+                    .client_request_token(super::random::random_token())
                     .version_stages(PENDING_STAGE)
                     .send()
                     .await
@@ -187,19 +201,19 @@ async fn lock(path: &Path) -> std::io::Result<std::fs::File> {
 /// A temporary file beside `path`, with its permissions (a key map holds real keys: a 0600 file
 /// stays 0600), flushed to disk, then renamed over it, while the read's lock is held: readers see
 /// the old document or the new one, never a part, and no edit is lost.
-async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let failed = |what: &str, err: std::io::Error| {
         WriteError::Failed(format!("key map file {}: {what}: {err}", path.display()))
     };
     let name = path
         .file_name()
         .map_or_else(Default::default, |name| name.to_string_lossy().into_owned());
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", crate::keys::random_token()));
-    let permissions = std::fs::metadata(path)
-        .map_err(|err| failed("cannot read its permissions", err))?
-        .permissions();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", super::random::random_token()));
+    let original =
+        std::fs::metadata(path).map_err(|err| failed("cannot read its permissions", err))?;
+    let permissions = original.permissions();
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -207,6 +221,9 @@ async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .open(&temporary)
         .and_then(|mut file| {
             file.write_all(bytes)?;
+            // The owner too, where this user may set it (an edit run with sudo must not leave
+            // the server a file it cannot read).
+            let _ = std::os::unix::fs::fchown(&file, Some(original.uid()), Some(original.gid()));
             file.set_permissions(permissions)?;
             file.sync_all()
         });

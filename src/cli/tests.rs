@@ -8,7 +8,18 @@ fn grace_periods_read_as_people_write_them() {
     assert_eq!(parse_grace("10m"), Ok(Duration::from_secs(600)));
     assert_eq!(parse_grace("2h"), Ok(Duration::from_secs(7_200)));
     assert_eq!(parse_grace("7d"), Ok(Duration::from_secs(604_800)));
-    for bad in ["", "5", "s", "1w", "-1s", "1.5h"] {
+    for bad in [
+        "",
+        "5",
+        "s",
+        "1w",
+        "-1s",
+        "1.5h",
+        "5秒",
+        "5µ",
+        "367d",
+        "200000000000000d",
+    ] {
         assert!(parse_grace(bad).is_err(), "{bad}");
     }
 }
@@ -54,8 +65,8 @@ fn the_command_line_is_well_formed() {
 
 #[test]
 fn new_wrapper_keys_are_long_random_and_url_safe() {
-    let (first, digest) = crate::keys::generate_wrapper_key();
-    let (second, _) = crate::keys::generate_wrapper_key();
+    let (first, digest) = random::generate_wrapper_key();
+    let (second, _) = random::generate_wrapper_key();
     assert_ne!(first, second);
     let random = first.strip_prefix("sk-proxy-").unwrap();
     assert_eq!(random.len(), 43, "256 bits in unpadded base64");

@@ -23,7 +23,7 @@ fn entry(fields: serde_json::Value) -> Map<String, Value> {
 fn a_flat_map_becomes_version_2_with_hashed_names_that_serve_the_same_keys() {
     let document = Document::parse(FLAT.as_bytes()).unwrap();
     assert!(document.migrated);
-    let bytes = document.to_bytes().unwrap();
+    let bytes = document.to_bytes(true).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert!(text.contains("\"version\": 2"), "{text}");
     assert!(!text.contains("wrapper-key-alice"), "{text}");
@@ -49,22 +49,56 @@ fn create_adds_a_hashed_member_and_refuses_a_taken_id() {
         document.add(&again, fields),
         Err(EditError::IdTaken("team-ci".to_owned()))
     );
-    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    let map = KeyMap::parse(&document.to_bytes(true).unwrap()).unwrap();
     assert!(map.lookup(&new).unwrap().is_limited());
 }
 
 #[test]
-fn a_new_tenant_is_listed_when_the_document_lists_tenants() {
+fn an_unlisted_tenant_is_refused_when_the_document_lists_tenants() {
+    // A misspelt tenant would otherwise be a new tenant without the real one's limits.
     let mut document = Document::parse(
         br#"{"version": 2, "tenants": {"team": {"limits": {"requests_per_minute": 9}}}, "keys": {}}"#,
     )
     .unwrap();
-    let fields = entry(json!({"api_key": "sk-new", "tenant": "newcomers", "id": "n1"}));
+    let fields = entry(json!({"api_key": "sk-new", "tenant": "taem", "id": "n1"}));
     document
         .add(&WrapperKeyDigest::of("sk-proxy-n1"), fields)
         .unwrap();
-    let text = String::from_utf8(document.to_bytes().unwrap()).unwrap();
-    assert!(text.contains("\"newcomers\": {}"), "{text}");
+    assert!(matches!(
+        document.to_bytes(true),
+        Err(EditError::WouldBreak(_))
+    ));
+}
+
+#[test]
+fn keys_sharing_an_id_but_not_a_policy_are_not_rotated_or_rekeyed_together() {
+    let mut document = Document::parse(
+        br#"{"version": 2, "keys": {
+            "k1": {"api_key": "sk-1", "id": "shared", "models": ["a"]},
+            "k2": {"api_key": "sk-2", "id": "shared", "models": ["b"]}}}"#,
+    )
+    .unwrap();
+    let new = WrapperKeyDigest::of("sk-proxy-new");
+    let mixed = Err(EditError::MixedEntry("shared".to_owned()));
+    assert_eq!(document.rotate("shared", &new, None), mixed);
+    assert_eq!(document.set_real_key("shared", "sk-3").map(|_| ()), mixed);
+    // One of them can still be revoked alone, by its key id.
+    let k1 = key_id("k1");
+    assert_eq!(document.revoke("shared", Some(&k1)), Ok(1));
+    let gone = EditError::NoSuchKey("shared".to_owned(), k1.clone());
+    assert_eq!(document.revoke("shared", Some(&k1)), Err(gone));
+    assert_eq!(document.revoke("shared", None), Ok(1));
+}
+
+#[test]
+fn an_expired_entry_is_not_rotated_into_a_dead_key() {
+    let mut document = Document::parse(
+        br#"{"k1": {"api_key": "sk-1", "id": "old", "expires_at": "2020-01-01T00:00:00Z"}}"#,
+    )
+    .unwrap();
+    let new = WrapperKeyDigest::of("sk-proxy-new");
+    let expired = Err(EditError::Expired("old".to_owned()));
+    assert_eq!(document.rotate("old", &new, None), expired);
 }
 
 #[test]
@@ -74,7 +108,10 @@ fn an_edit_that_breaks_the_map_is_refused() {
     document
         .add(&WrapperKeyDigest::of("sk-proxy-x"), fields)
         .unwrap();
-    assert!(matches!(document.to_bytes(), Err(EditError::WouldBreak(_))));
+    assert!(matches!(
+        document.to_bytes(true),
+        Err(EditError::WouldBreak(_))
+    ));
     // Nothing the proxy would refuse is read either.
     assert!(matches!(
         Document::parse(b"{\"k\": 5}"),
@@ -89,7 +126,7 @@ fn rotation_keeps_the_entry_and_its_id_and_expires_the_old_key() {
     let new = WrapperKeyDigest::of("sk-proxy-bob-2");
     let until = UNIX_EPOCH + Duration::from_secs(1_893_456_000);
     document.rotate(&bob, &new, Some(until)).unwrap();
-    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    let map = KeyMap::parse(&document.to_bytes(true).unwrap()).unwrap();
     let old = map
         .lookup(&WrapperKeyDigest::of("wrapper-key-bob"))
         .unwrap();
@@ -112,13 +149,16 @@ fn revoke_and_set_real_key_act_on_every_key_of_an_id() {
     let mut document = Document::parse(FLAT.as_bytes()).unwrap();
     let alice = key_id(&WrapperKeyDigest::of("wrapper-key-alice").member_name());
     assert_eq!(document.set_real_key(&alice, "sk-alice-2"), Ok(1));
-    let map = KeyMap::parse(&document.to_bytes().unwrap()).unwrap();
+    let map = KeyMap::parse(&document.to_bytes(true).unwrap()).unwrap();
     let entry = map
         .lookup(&WrapperKeyDigest::of("wrapper-key-alice"))
         .unwrap();
     assert_eq!(entry.real_key.as_ref().unwrap().raw(), "sk-alice-2");
-    assert_eq!(document.revoke(&alice), Ok(1));
-    assert_eq!(document.revoke(&alice), Err(EditError::NoSuchId(alice)));
+    assert_eq!(document.revoke(&alice, None), Ok(1));
+    assert_eq!(
+        document.revoke(&alice, None),
+        Err(EditError::NoSuchId(alice))
+    );
 }
 
 #[test]
