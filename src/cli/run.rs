@@ -271,7 +271,9 @@ fn say(message: &str) {
 fn fail(failure: &Failure) -> ExitCode {
     let (code, message) = match failure {
         Failure::Source(message) => (1, message.clone()),
-        Failure::Edit(err @ EditError::NoSuchId(_)) => (3, err.to_string()),
+        Failure::Edit(err @ (EditError::NoSuchId(_) | EditError::NoSuchKey(..))) => {
+            (3, err.to_string())
+        }
         Failure::Edit(err) => (5, err.to_string()),
         Failure::Input(message) => (5, message.clone()),
         Failure::Raced(attempts) => (

@@ -1,6 +1,7 @@
 //! Edges a first version of `src/cli` got wrong (found while these tests were written): concurrent
 //! edits of a file, its permissions, which key a rotation copies, a stage move whose answer was
-//! lost, and what migrate reports.
+//! lost, and what migrate reports; and, after a second read, one leaked key revoked alone and an
+//! unlisted tenant refused.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -8,7 +9,7 @@ use serde_json::Value;
 
 use super::{SECRET, flat_example, moto_with, read_document, row_of, seed};
 use crate::support::TempFile;
-use crate::support::keys_cli::{KeysCli, current, key_id};
+use crate::support::keys_cli::{KeysCli, current, key_id, member_name};
 use crate::support::secret_relay::SecretRelay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,4 +108,38 @@ async fn migrate_says_how_many_plain_keys_it_hashed() {
         "{}",
         run.stderr
     );
+}
+
+/// After a rotation with grace, the leaked old key alone is revoked by its key id; the new key
+/// keeps working. A tenant the document does not list is refused, not silently added. Nothing
+/// any of it printed holds a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leaked_key_is_revoked_alone_and_an_unlisted_tenant_is_refused() {
+    let keys = TempFile::with_contents(
+        "keys.json",
+        r#"{"version": 2, "tenants": {"acme": {}}, "keys": {}}"#,
+    );
+    let cli = KeysCli::over_file(keys.path_str());
+    let old = cli
+        .create(&["--tenant", "acme", "--id", "app"], "sk-app-real")
+        .await;
+    let new = cli.rotate("app", &["--grace", "1h"]).await;
+    cli.ok(&["revoke", "app", "--key", &key_id(&old)], None)
+        .await;
+    let document = read_document(&keys.path).to_string();
+    assert!(!document.contains(&member_name(&old)), "{document}");
+    assert!(document.contains(&member_name(&new)), "{document}");
+    cli.run(&["revoke", "app", "--key", &key_id(&old)], None)
+        .await
+        .expect_code(3);
+
+    let before = read_document(&keys.path);
+    cli.run(
+        &["create", "--tenant", "acmee", "--real-key-stdin"],
+        Some("sk-typo-real\n"),
+    )
+    .await
+    .expect_code(5);
+    assert_eq!(read_document(&keys.path), before, "nothing written");
+    assert!(cli.assert_no_key_shown() > 0);
 }
