@@ -26,13 +26,7 @@ impl WrapperKeyDigest {
 
     /// The `sha256:<hex>` member name that stands for this key in a key map.
     pub fn member_name(&self) -> String {
-        let mut name = String::with_capacity(7 + 64);
-        name.push_str("sha256:");
-        for byte in self.0 {
-            name.push(char::from(HEX[usize::from(byte >> 4)]));
-            name.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        name
+        with_hex("sha256:", &self.0)
     }
 
     /// `key:` and the first 8 hex digits: the key id logs show (32 bits: enough to tell keys
@@ -224,13 +218,18 @@ impl fmt::Display for Caller<'_> {
 
 /// `key:` and the first 8 hex digits of a wrapper key's digest.
 fn short_key_id(digest: &WrapperKeyDigest) -> String {
-    let mut id = String::with_capacity(12);
-    id.push_str("key:");
-    for byte in &digest.0[..4] {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    with_hex("key:", &digest.0[..4])
+}
+
+/// `prefix` followed by `bytes` in lowercase hex.
+pub(crate) fn with_hex(prefix: &str, bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(prefix.len() + 2 * bytes.len());
+    text.push_str(prefix);
+    for byte in bytes {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    id
+    text
 }
 
 /// The `hash-key` command: reads one wrapper key from the first line of `input` and returns the

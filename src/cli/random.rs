@@ -3,8 +3,6 @@
 
 use crate::keys::WrapperKeyDigest;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// A new wrapper key from the operating system's CSPRNG: `sk-proxy-` and 256 random bits in
 /// URL-safe base64 (43 characters); and its digest, the only form the key map keeps.
 pub fn generate_wrapper_key() -> (String, WrapperKeyDigest) {
@@ -23,12 +21,7 @@ pub fn generate_wrapper_key() -> (String, WrapperKeyDigest) {
 pub fn random_token() -> String {
     let mut bits = [0u8; 16];
     fill_random(&mut bits);
-    bits.iter()
-        .fold(String::with_capacity(32), |mut text, byte| {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
-            text
-        })
+    crate::keys::with_hex("", &bits)
 }
 
 /// The OS CSPRNG. It does not fail on the platforms the proxy runs on (Linux's `getrandom(2)`);
