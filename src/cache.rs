@@ -25,6 +25,9 @@ pub struct KeyCache {
     state: RwLock<State>,
     /// Held for the whole of a refresh: single flight.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// The EMF namespace a failed load or refresh is counted in (`KeyMapLoadFailures`), if EMF
+    /// records are written.
+    failure_metric: Option<Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -72,6 +75,15 @@ impl KeyCache {
                 last_failure: None,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),
+            failure_metric: None,
+        }
+    }
+
+    /// The same cache, counting each failed load or refresh in EMF's `namespace`.
+    pub fn with_failure_metric(self, namespace: Option<Arc<str>>) -> Self {
+        Self {
+            failure_metric: namespace,
+            ..self
         }
     }
 
@@ -234,6 +246,9 @@ impl KeyCache {
                 }
             }
         });
+        if let (Err(_), Some(namespace)) = (&result, &self.failure_metric) {
+            crate::metering::write_emf_line(&crate::metering::key_map_failure(namespace));
+        }
         result.map(|_| ())
     }
 }

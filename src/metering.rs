@@ -19,6 +19,8 @@ use crate::usage::Usage;
 
 mod emf;
 
+pub use emf::key_map_failure;
+
 /// How requests are metered, from the configuration.
 #[derive(Clone, Debug)]
 pub struct Metering {
@@ -177,12 +179,7 @@ impl RequestRecord {
             "request"
         );
         if let Some(namespace) = &self.emf_namespace {
-            let line = self.emf(namespace, duration);
-            // One write of one whole line, under stdout's lock: records never interleave.
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout
-                .write_all(line.as_bytes())
-                .and_then(|()| stdout.write_all(b"\n"));
+            write_emf_line(&self.emf(namespace, duration));
         }
     }
 }
@@ -192,6 +189,14 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.write();
     }
+}
+
+/// One write of one whole EMF line, under stdout's lock: records never interleave.
+pub fn write_emf_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.write_all(b"\n"));
 }
 
 fn millis(duration: Duration) -> f64 {

@@ -52,11 +52,13 @@ impl AppState {
                 SecretsManagerSource::from_config(aws_config().await, secret_id.clone()),
             ),
         };
-        let keys = Arc::new(KeyCache::new(
+        let keys = KeyCache::new(
             source,
             config.key_map_ttl,
             config.key_map_min_refresh_interval,
-        ));
+        );
+        let keys =
+            Arc::new(keys.with_failure_metric(config.emf_namespace.as_deref().map(Arc::from)));
         let mut state = Self::new(config, keys)?;
         match &config.limits_table {
             Some(table) => {

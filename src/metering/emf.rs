@@ -80,6 +80,25 @@ impl RequestRecord {
     }
 }
 
+/// The EMF record of one failed key map load or refresh: `KeyMapLoadFailures`, with no
+/// dimensions, so one alarm sees every failure (the log line says which and why).
+pub fn key_map_failure(namespace: &str) -> String {
+    let record = serde_json::json!({
+        "_aws": {
+            "Timestamp": SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "KeyMapLoadFailures", "Unit": "Count"}],
+            }],
+        },
+        "KeyMapLoadFailures": 1,
+    });
+    record.to_string()
+}
+
 /// The EMF record's fields, in the order they are written.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -334,3 +334,83 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
         assert!(record["Duration"].as_f64().unwrap() > 0.0, "{what}");
     }
 }
+
+/// A key map read that fails is counted in EMF (`KeyMapLoadFailures`, no dimensions, a valid
+/// record), so an alarm can see it; reads that succeed write no such record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_key_map_read_is_counted_in_emf_and_a_good_one_is_not() {
+    use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+    let mut moto = Moto::start().await;
+    let secret = format!(r#"{{"{WRAPPER_KEY}": "{REAL_KEY}"}}"#);
+    moto.create_secret("openai-proxy/keys", &secret).await;
+    let upstream = FakeUpstream::start(openai::respond).await;
+    let upstream_url = upstream.base_url();
+    let start = || {
+        BinaryProxy::start(&[
+            ("KEY_MAP_SECRET_ID", "openai-proxy/keys"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("UPSTREAM_BASE_URL", &upstream_url),
+            ("KEY_MAP_TTL_SECONDS", "1"),
+            ("KEY_MAP_MIN_REFRESH_INTERVAL_SECONDS", "1"),
+            ("METRICS_EMF", "true"),
+            ("RUST_LOG", "info"),
+        ])
+    };
+    let chat = |proxy: &BinaryProxy| {
+        let url = format!("{}/chat/completions", proxy.base_url());
+        async move {
+            let response = crate::support::http_client()
+                .post(url)
+                .bearer_auth(WRAPPER_KEY)
+                .header("content-type", "application/json")
+                .body(r#"{"model":"gpt-4o-mini","messages":[]}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            response.bytes().await.unwrap();
+            status
+        }
+    };
+    let failures = |stdout: &str| -> Vec<Value> {
+        stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|record| record.get("KeyMapLoadFailures").is_some())
+            .collect()
+    };
+
+    // Reads that succeed, at start and after the TTL: no failure record.
+    let healthy = start();
+    assert_eq!(chat(&healthy).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(chat(&healthy).await, 200);
+    let (_, stdout) = healthy.stop_with_stdout();
+    assert!(failures(&stdout).is_empty(), "{stdout}");
+
+    // The secret cannot be read any more: the refresh after the TTL fails (the last good map
+    // still serves) and is counted.
+    let proxy = start();
+    assert_eq!(chat(&proxy).await, 200);
+    moto.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(chat(&proxy).await, 200);
+    let (_, stdout) = proxy.stop_with_stdout();
+    let records = failures(&stdout);
+    assert!(
+        !records.is_empty(),
+        "no KeyMapLoadFailures record in:\n{stdout}"
+    );
+    for record in &records {
+        let problems = emf::problems(&record.to_string());
+        assert!(problems.is_empty(), "{record}\n{problems:?}");
+        assert_eq!(record["KeyMapLoadFailures"], 1);
+        let directive = &record["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "openai-proxy");
+        assert_eq!(directive["Dimensions"], serde_json::json!([[]]));
+    }
+}
