@@ -49,7 +49,9 @@ impl RequestRecord {
                     .map_or(0, |since| since.as_millis() as u64),
                 cloud_watch_metrics: [Directive {
                     namespace,
-                    dimensions: &[&["tenant", "model"], &["tenant"], &["upstream"]],
+                    // `[]`: the proxy-wide totals, which plain alarms (5xx rate, throttling)
+                    // read without a query language.
+                    dimensions: &[&["tenant", "model"], &["tenant"], &["upstream"], &[]],
                     metrics,
                 }],
             },

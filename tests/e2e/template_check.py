@@ -8,7 +8,10 @@
    least-privilege IAM, public-URL permissions, settings passed as environment, the log group and
    its retention, a key map that survives the stack, full secret ARNs only, the limits table (its
    schema, created unless an existing one is named, UpdateItem on it alone), samconfig.toml giving
-   build and deploy the same architecture, outputs.
+   build and deploy the same architecture, outputs, the dashboard (on unless CreateDashboard is
+   false) and the alarms (only with AlarmEmail or AlarmTopicArn, and notifying the right topic).
+   What the dashboard and alarms refer to is checked against the binary's own EMF records and
+   log lines by tests/it/dashboard.rs (through tests/e2e/template_metrics.py).
 
 Run by the Rust test `template_passes_cfn_lint_and_has_what_matters` with the repository root as
 the working directory. Raises on the first failure; prints one line per passing check.
@@ -362,4 +365,146 @@ check(
 )
 check("outputs the secret", "KeyMapSecretArn" in outputs, outputs)
 check("outputs the limits table", outputs.get("LimitsTableName", {}).get("Value") == env["LIMITS_TABLE"], outputs)
+# The dashboard: on by default, off with CreateDashboard=false, a JSON body of widgets.
+base = {**defaults, **pseudo, "AWS::StackName": "openai-proxy"}
+dashboard = resources.get("ProxyDashboard", {})
+check("the dashboard is a CloudWatch dashboard", dashboard.get("Type") == "AWS::CloudWatch::Dashboard", dashboard)
+check("the dashboard is created under WithDashboard", dashboard.get("Condition") == "WithDashboard", dashboard)
+check("the dashboard is created by default", condition_holds("WithDashboard", conditions, base))
+check(
+    "CreateDashboard=false creates no dashboard",
+    not condition_holds("WithDashboard", conditions, {**base, "CreateDashboard": "false"}),
+    conditions["WithDashboard"],
+)
+named = {**base, "ProxyFunction": "openai-proxy-fn", "ProxyLogGroup": "/aws/lambda/openai-proxy-openai-proxy"}
+widgets = json.loads(resolve(dashboard["Properties"]["DashboardBody"], conditions, named))["widgets"]
+check("the dashboard body is JSON with widgets", len(widgets) >= 10, widgets)
+log_widgets = [widget["properties"]["query"] for widget in widgets if widget["type"] == "log"]
+check(
+    "the dashboard's Logs Insights widgets read the function's log group",
+    log_widgets and all(query.startswith("SOURCE '/aws/lambda/openai-proxy-openai-proxy' |") for query in log_widgets),
+    log_widgets,
+)
+check(
+    "the dashboard's metrics are in the MetricsNamespace parameter's namespace",
+    "${MetricsNamespace}" in dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    and '\\"openai-proxy\\"' not in dashboard["Properties"]["DashboardBody"]["Fn::Sub"],
+)
+check(
+    "outputs the dashboard's URL when there is a dashboard",
+    outputs.get("DashboardUrl", {}).get("Condition") == "WithDashboard"
+    and "${ProxyDashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"],
+    outputs.get("DashboardUrl"),
+)
+
+# The alarms: none without someone to tell; a topic of the stack's own for an e-mail address; an
+# existing topic instead when its ARN is given.
+alarms = dict(by_type.get("AWS::CloudWatch::Alarm", []))
+check(
+    "the four alarms",
+    set(alarms) == {"Proxy5xxRateAlarm", "KeyMapLoadFailuresAlarm", "FunctionErrorsAlarm", "TenantThrottledAlarm"},
+    sorted(alarms),
+)
+check("every alarm is under WithAlarms", all(alarm.get("Condition") == "WithAlarms" for alarm in alarms.values()), alarms)
+check(
+    "no data is no alarm",
+    all(alarm["Properties"].get("TreatMissingData") == "notBreaching" for alarm in alarms.values()),
+)
+topic = resources.get("AlarmTopic", {})
+check("the stack's alarm topic is created under CreateAlarmTopic", topic.get("Condition") == "CreateAlarmTopic", topic)
+check(
+    "the stack's alarm topic e-mails AlarmEmail",
+    topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}],
+    topic,
+)
+email = {**base, "AlarmEmail": "ops@example.com"}
+topic_arn = "arn:aws:sns:eu-west-1:123456789012:ops-alarms"
+existing_topic = {**base, "AlarmTopicArn": topic_arn}
+both = {**email, "AlarmTopicArn": topic_arn}
+check("no alarm by default (no e-mail address, no topic)", not condition_holds("WithAlarms", conditions, base))
+check("no alarm topic by default", not condition_holds("CreateAlarmTopic", conditions, base))
+
+
+def notified(values):
+    """The (alarm, ok) actions of every alarm for one deploy."""
+    return {
+        (json.dumps(resolve(alarm["Properties"]["AlarmActions"], conditions, values)),
+         json.dumps(resolve(alarm["Properties"]["OKActions"], conditions, values)))
+        for alarm in alarms.values()
+    }
+
+
+to_own_topic = json.dumps([{"Ref": "AlarmTopic"}])
+to_given_topic = json.dumps([topic_arn])
+check(
+    "with AlarmEmail the alarms tell the stack's topic, which e-mails it",
+    condition_holds("WithAlarms", conditions, email)
+    and condition_holds("CreateAlarmTopic", conditions, email)
+    and notified(email) == {(to_own_topic, to_own_topic)},
+    notified(email),
+)
+check(
+    "with AlarmTopicArn the alarms tell that topic, and no topic is created",
+    condition_holds("WithAlarms", conditions, existing_topic)
+    and not condition_holds("CreateAlarmTopic", conditions, existing_topic)
+    and notified(existing_topic) == {(to_given_topic, to_given_topic)},
+    notified(existing_topic),
+)
+check(
+    "with both, AlarmTopicArn wins",
+    not condition_holds("CreateAlarmTopic", conditions, both) and notified(both) == {(to_given_topic, to_given_topic)},
+    notified(both),
+)
+email_pattern = re.compile(params["AlarmEmail"]["AllowedPattern"])
+check("an e-mail address is accepted", email_pattern.fullmatch("ops@example.com"))
+check("no e-mail address is accepted", email_pattern.fullmatch(""))
+check("a non-address is refused", not email_pattern.fullmatch("ops at example"))
+topic_pattern = re.compile(params["AlarmTopicArn"]["AllowedPattern"])
+check("a topic ARN is accepted", topic_pattern.fullmatch(topic_arn))
+check("a FIFO topic (alarms cannot use one) is refused", not topic_pattern.fullmatch(topic_arn + ".fifo"))
+
+# What each alarm watches, and the thresholds it takes from parameters.
+rate = alarms["Proxy5xxRateAlarm"]["Properties"]
+check(
+    "the 5xx alarm is Errors5xx over Requests, in percent, against Alarm5xxRatePercent",
+    [query.get("Expression") for query in rate["Metrics"] if query.get("ReturnData")] == ["100 * errors / requests"]
+    and sorted(query["MetricStat"]["Metric"]["MetricName"] for query in rate["Metrics"] if "MetricStat" in query) == ["Errors5xx", "Requests"]
+    and all("Dimensions" not in query["MetricStat"]["Metric"] for query in rate["Metrics"] if "MetricStat" in query)
+    and rate["Threshold"] == {"Ref": "Alarm5xxRatePercent"},
+    rate,
+)
+key_map = alarms["KeyMapLoadFailuresAlarm"]["Properties"]
+check(
+    "the key map alarm: KeyMapLoadFailures >= 1, no dimensions, in MetricsNamespace",
+    key_map["MetricName"] == "KeyMapLoadFailures"
+    and "Dimensions" not in key_map
+    and key_map["Namespace"] == {"Ref": "MetricsNamespace"}
+    and key_map["Threshold"] == 1
+    and key_map["ComparisonOperator"] == "GreaterThanOrEqualToThreshold",
+    key_map,
+)
+function_alarm = alarms["FunctionErrorsAlarm"]["Properties"]
+watched = sorted(query["MetricStat"]["Metric"]["MetricName"] for query in function_alarm["Metrics"] if "MetricStat" in query)
+check(
+    "the function alarm: AWS/Lambda Errors and Throttles of this function, against AlarmFunctionErrors",
+    watched == ["Errors", "Throttles"]
+    and all(
+        query["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ProxyFunction"}}]
+        for query in function_alarm["Metrics"]
+        if "MetricStat" in query
+    )
+    and function_alarm["Threshold"] == {"Ref": "AlarmFunctionErrors"},
+    function_alarm,
+)
+throttled = alarms["TenantThrottledAlarm"]["Properties"]
+check(
+    "the tenant alarm: the proxy-wide Throttled, in every one of AlarmTenantThrottledMinutes minutes",
+    throttled["MetricName"] == "Throttled"
+    and "Dimensions" not in throttled
+    and throttled["Namespace"] == {"Ref": "MetricsNamespace"}
+    and throttled["Period"] == 60
+    and throttled["EvaluationPeriods"] == {"Ref": "AlarmTenantThrottledMinutes"}
+    and throttled["DatapointsToAlarm"] == {"Ref": "AlarmTenantThrottledMinutes"},
+    throttled,
+)
 print("template checks passed", file=sys.stderr)

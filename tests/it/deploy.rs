@@ -1,6 +1,7 @@
 //! What can be checked of the deployment offline: the SAM template (cfn-lint, the SAM transform
-//! and the properties that matter, in tests/e2e/template_check.py), `sam build` itself, and the
-//! cargo lambda deploy settings in Cargo.toml.
+//! and the properties that matter, dashboard and alarms included, in
+//! tests/e2e/template_check.py), `sam build` itself, and the cargo lambda deploy settings in
+//! Cargo.toml. What the dashboard and alarms refer to is checked in `dashboard`.
 
 use std::ffi::OsString;
 
@@ -42,6 +43,13 @@ fn template_passes_cfn_lint_and_has_what_matters() {
         "ok - no DynamoDB action but UpdateItem",
         "ok - expired windows delete themselves (TTL on expires_at)",
         "ok - with ExistingLimitsTableName the limits table is not created",
+        "ok - the dashboard is created by default",
+        "ok - CreateDashboard=false creates no dashboard",
+        "ok - outputs the dashboard's URL when there is a dashboard",
+        "ok - no alarm by default (no e-mail address, no topic)",
+        "ok - with AlarmEmail the alarms tell the stack's topic, which e-mails it",
+        "ok - with AlarmTopicArn the alarms tell that topic, and no topic is created",
+        "ok - the key map alarm: KeyMapLoadFailures >= 1, no dimensions, in MetricsNamespace",
     ] {
         assert!(stdout.contains(check), "{check} missing from:\n{stdout}");
     }

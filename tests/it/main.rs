@@ -11,6 +11,7 @@ mod api_sdks;
 mod api_surface;
 mod binary;
 mod connect_faults;
+mod dashboard;
 mod deploy;
 mod errors;
 mod faults;
