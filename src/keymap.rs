@@ -214,9 +214,14 @@ fn member_digest(index: usize, name: &str) -> Result<WrapperKeyDigest, KeyMapErr
     if name.is_empty() {
         return Err(KeyMapError::EmptyWrapperKey { index });
     }
+    digest_of_member(name).ok_or(KeyMapError::BadDigest { index })
+}
+
+/// The digest a member name stands for: its `sha256:` hex, or the plain wrapper key hashed.
+pub fn digest_of_member(name: &str) -> Option<WrapperKeyDigest> {
     match name.strip_prefix("sha256:") {
-        Some(hex) => WrapperKeyDigest::from_hex(hex).ok_or(KeyMapError::BadDigest { index }),
-        None => Ok(WrapperKeyDigest::of(name)),
+        Some(hex) => WrapperKeyDigest::from_hex(hex),
+        None => Some(WrapperKeyDigest::of(name)),
     }
 }
 

@@ -32,7 +32,7 @@ impl WrapperKeyDigest {
     /// `key:` and the first 8 hex digits: the key id logs show (32 bits: enough to tell keys
     /// apart, far too little to recover one).
     pub fn key_id(&self) -> String {
-        short_key_id(self)
+        with_hex("key:", &self.0[..4])
     }
 
     /// Parses the lowercase hex after `sha256:`; `None` unless it is exactly 64 such digits.
@@ -173,7 +173,7 @@ impl KeyEntry {
     pub fn counter_id(&self, digest: &WrapperKeyDigest) -> Cow<'_, str> {
         match self.limits.as_ref().and_then(|limits| limits.id.as_deref()) {
             Some(id) => Cow::Borrowed(id),
-            None => Cow::Owned(short_key_id(digest)),
+            None => Cow::Owned(digest.key_id()),
         }
     }
 
@@ -211,14 +211,9 @@ impl fmt::Display for Caller<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.entry.tenant {
             Some(tenant) => f.write_str(tenant),
-            None => f.write_str(&short_key_id(self.digest)),
+            None => f.write_str(&self.digest.key_id()),
         }
     }
-}
-
-/// `key:` and the first 8 hex digits of a wrapper key's digest.
-fn short_key_id(digest: &WrapperKeyDigest) -> String {
-    with_hex("key:", &digest.0[..4])
 }
 
 /// `prefix` followed by `bytes` in lowercase hex.

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::keymap::{KeyMap, KeyMapError};
+use crate::keymap::{KeyMap, KeyMapError, digest_of_member};
 use crate::keys::WrapperKeyDigest;
 
 /// A parsed document, version 2: its `keys`, and its other members as they were. It holds real
@@ -120,7 +120,7 @@ impl Document {
         {
             return Err(EditError::IdTaken(id.clone()));
         }
-        self.keys_mut()
+        self.keys
             .insert(wrapper.member_name(), Value::Object(entry));
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Document {
         {
             return Err(EditError::Expired(id.to_owned()));
         }
-        let mut entry = match self.keys_mut().get(&newest) {
+        let mut entry = match self.keys.get(&newest) {
             Some(Value::Object(entry)) => entry.clone(),
             Some(Value::String(real)) => Map::from_iter([("api_key".to_owned(), json!(real))]),
             _ => Map::new(),
@@ -167,11 +167,11 @@ impl Document {
             match old_until {
                 Some(until) => self.expire(name, id, until),
                 None => {
-                    self.keys_mut().shift_remove(name);
+                    self.keys.shift_remove(name);
                 }
             }
         }
-        self.keys_mut()
+        self.keys
             .insert(wrapper.member_name(), Value::Object(entry));
         Ok(())
     }
@@ -186,7 +186,7 @@ impl Document {
             }
         }
         for name in &names {
-            self.keys_mut().shift_remove(name);
+            self.keys.shift_remove(name);
         }
         Ok(names.len())
     }
@@ -196,7 +196,7 @@ impl Document {
         let names = self.member_names_with(id)?;
         self.same_policy(id, &names)?;
         for name in &names {
-            let keys = self.keys_mut();
+            let keys = &mut self.keys;
             match keys.get_mut(name) {
                 Some(Value::Object(entry)) => {
                     entry.insert("api_key".to_owned(), json!(real_key));
@@ -210,10 +210,6 @@ impl Document {
 
     pub fn keys(&self) -> &Map<String, Value> {
         &self.keys
-    }
-
-    fn keys_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.keys
     }
 
     /// Several keys may share an id to share a budget while differing in upstream, models or
@@ -257,7 +253,7 @@ impl Document {
     /// The member `name` expires at `until` at the latest, and says whose counters it uses.
     fn expire(&mut self, name: &str, id: &str, until: SystemTime) {
         let until_text = rfc3339(until);
-        let keys = self.keys_mut();
+        let keys = &mut self.keys;
         let Some(value) = keys.get_mut(name) else {
             return;
         };
@@ -280,11 +276,8 @@ impl Document {
 
 /// `key:` and 8 hex digits of a member's wrapper key digest: the key id the logs show.
 pub fn key_id(member_name: &str) -> String {
-    let digest = member_name
-        .strip_prefix("sha256:")
-        .and_then(WrapperKeyDigest::from_hex)
-        .unwrap_or_else(|| WrapperKeyDigest::of(member_name));
-    digest.key_id()
+    // Members come from a document the proxy's parser accepted: every name has a digest.
+    digest_of_member(member_name).map_or_else(String::new, |digest| digest.key_id())
 }
 
 /// An instant as RFC 3339 in UTC, to the second.
