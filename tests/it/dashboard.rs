@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::support::limits::chat;
-use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use crate::support::moto::Moto;
 use crate::support::openai::{self, CHAT_USAGE};
 use crate::support::upstream::FakeUpstream;
 use crate::support::{BinaryProxy, emf, http_client, manifest_dir, python};
@@ -114,14 +114,10 @@ async fn every_metric_and_log_field_the_dashboard_and_alarms_use_is_written() {
         .await;
     let upstream = FakeUpstream::start(openai::respond).await;
     let upstream_url = upstream.base_url();
-    let proxy = BinaryProxy::start(&[
+    let mut env = moto.aws_env();
+    env.extend([
         ("KEY_MAP_SECRET_ID", "openai-proxy/keys"),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
-        ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPSTREAM_BASE_URL", &upstream_url),
+        ("UPSTREAM_BASE_URL", upstream_url.as_str()),
         ("KEY_MAP_TTL_SECONDS", "1"),
         ("KEY_MAP_MIN_REFRESH_INTERVAL_SECONDS", "1"),
         ("LOG_FORMAT", "json"),
@@ -129,6 +125,7 @@ async fn every_metric_and_log_field_the_dashboard_and_alarms_use_is_written() {
         ("METRICS_EMF", "true"),
         ("METRICS_NAMESPACE", NAMESPACE),
     ]);
+    let proxy = BinaryProxy::start(&env);
     let client = http_client();
     let base = proxy.base_url();
     let plain = r#"{"model":"gpt-4o-mini","messages":[]}"#;

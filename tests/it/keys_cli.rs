@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::support::keys_cli::{key_id, member_name};
-use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use crate::support::moto::Moto;
 use crate::support::upstream::FakeUpstream;
 use crate::support::{BinaryProxy, REAL_KEY, WRAPPER_KEY, manifest_dir, run_sdk_script};
 
@@ -43,17 +43,15 @@ pub fn flat_example() -> String {
 
 /// The proxy binary over the secret, with a short TTL so edits show within a second or two.
 pub fn proxy_over_secret(moto: &Moto, upstream: &FakeUpstream) -> BinaryProxy {
-    BinaryProxy::start(&[
+    let upstream_url = upstream.base_url();
+    let mut env = moto.aws_env();
+    env.extend([
         ("KEY_MAP_SECRET_ID", SECRET),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
-        ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPSTREAM_BASE_URL", &upstream.base_url()),
+        ("UPSTREAM_BASE_URL", upstream_url.as_str()),
         ("KEY_MAP_TTL_SECONDS", "1"),
         ("KEY_MAP_MIN_REFRESH_INTERVAL_SECONDS", "1"),
-    ])
+    ]);
+    BinaryProxy::start(&env)
 }
 
 pub fn proxy_over_file(path: &str, upstream: &FakeUpstream) -> BinaryProxy {

@@ -339,26 +339,23 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
 /// record), so an alarm can see it; reads that succeed write no such record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_key_map_read_is_counted_in_emf_and_a_good_one_is_not() {
-    use crate::support::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+    use crate::support::moto::Moto;
     let mut moto = Moto::start().await;
     let secret = format!(r#"{{"{WRAPPER_KEY}": "{REAL_KEY}"}}"#);
     moto.create_secret("openai-proxy/keys", &secret).await;
     let upstream = FakeUpstream::start(openai::respond).await;
     let upstream_url = upstream.base_url();
     let start = || {
-        BinaryProxy::start(&[
+        let mut env = moto.aws_env();
+        env.extend([
             ("KEY_MAP_SECRET_ID", "openai-proxy/keys"),
-            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("UPSTREAM_BASE_URL", &upstream_url),
+            ("UPSTREAM_BASE_URL", upstream_url.as_str()),
             ("KEY_MAP_TTL_SECONDS", "1"),
             ("KEY_MAP_MIN_REFRESH_INTERVAL_SECONDS", "1"),
             ("METRICS_EMF", "true"),
             ("RUST_LOG", "info"),
-        ])
+        ]);
+        BinaryProxy::start(&env)
     };
     let chat = |proxy: &BinaryProxy| {
         let url = format!("{}/chat/completions", proxy.base_url());

@@ -131,6 +131,19 @@ impl Moto {
             .build()
     }
 
+    /// The environment that points the proxy binary's AWS clients (Secrets Manager, DynamoDB)
+    /// at this moto, with its dummy credentials.
+    pub fn aws_env(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+    }
+
     /// A DynamoDB client for this moto.
     pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk_config())
