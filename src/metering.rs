@@ -18,8 +18,11 @@ use tokio::time::Instant;
 use crate::usage::Usage;
 
 mod emf;
+mod line;
 
 pub use emf::key_map_failure;
+use line::Line;
+pub use line::LineFormat;
 
 /// How requests are metered, from the configuration.
 #[derive(Clone, Debug)]
@@ -28,6 +31,8 @@ pub struct Metering {
     pub emf_namespace: Option<Arc<str>>,
     /// Ask the upstream for usage on chat streams that did not (and undo what that changes).
     pub include_stream_usage: bool,
+    /// How the request's line looks (the log's format).
+    pub line_format: LineFormat,
 }
 
 /// How a response ended, as the log line says it.
@@ -93,6 +98,7 @@ pub struct RequestRecord {
     pub limits_store_error: bool,
     outcome: Outcome,
     emf_namespace: Option<Arc<str>>,
+    line_format: LineFormat,
     written: bool,
 }
 
@@ -124,6 +130,7 @@ impl RequestRecord {
             limits_store_error: false,
             outcome: Outcome::ClientGone,
             emf_namespace: metering.emf_namespace.clone(),
+            line_format: metering.line_format,
             written: false,
         }
     }
@@ -147,39 +154,80 @@ impl RequestRecord {
         self.write();
     }
 
+    /// Writes the request's line (if `RUST_LOG` lets its target through) and its EMF record:
+    /// with JSON logs, both are one line on stdout, one write; otherwise the line goes to stderr
+    /// with the rest of the log and the record to stdout.
     fn write(&mut self) {
         if std::mem::replace(&mut self.written, true) {
             return;
         }
         let duration = self.started.elapsed();
-        let usage = self.usage;
-        tracing::info!(
-            target: "openai_proxy::request",
-            requestId = %self.request_id,
-            tenant = %self.tenant,
-            method = %self.method,
-            route = %self.route,
-            upstream = self.upstream.as_deref(),
-            model = self.model.as_deref(),
-            stream = self.stream,
-            status = self.status,
-            upstream_status = self.upstream_status,
-            upstream_request_id = self.upstream_request_id.as_deref(),
-            outcome = self.outcome.as_str(),
-            key_id = self.key_id.as_deref(),
-            limit = self.limit,
-            limits_store_error = self.limits_store_error.then_some(true),
-            ttfb_ms = self.first_byte.map(millis),
-            duration_ms = millis(duration),
-            bytes_in = self.bytes_in,
-            bytes_out = self.bytes_out,
-            prompt_tokens = usage.map(|u| u.prompt_tokens),
-            completion_tokens = usage.map(|u| u.completion_tokens),
-            total_tokens = usage.map(|u| u.total_tokens),
-            "request"
+        let logged = tracing::enabled!(target: "openai_proxy::request", tracing::Level::INFO);
+        match (&self.emf_namespace, self.line_format) {
+            (Some(namespace), LineFormat::Json) if logged => {
+                write_line(
+                    &mut std::io::stdout().lock(),
+                    &self.line_with_emf(namespace, duration),
+                );
+            }
+            (namespace, format) => {
+                if logged {
+                    write_line(&mut std::io::stderr().lock(), &self.line(format, duration));
+                }
+                if let Some(namespace) = namespace {
+                    write_emf_line(&self.emf(namespace, duration));
+                }
+            }
+        }
+    }
+
+    /// The request's log line on its own.
+    pub fn line(&self, format: LineFormat, duration: Duration) -> String {
+        let mut line = Line::start(format, "");
+        self.push_fields(
+            &mut line,
+            self.upstream.as_deref(),
+            self.model.as_deref(),
+            duration,
         );
-        if let Some(namespace) = &self.emf_namespace {
-            write_emf_line(&self.emf(namespace, duration));
+        line.finish()
+    }
+
+    /// The line's fields, in the order they have always had. `upstream` and `model` are given:
+    /// a line that is also an EMF record has their dimension values there.
+    fn push_fields(
+        &self,
+        line: &mut Line,
+        upstream: Option<&str>,
+        model: Option<&str>,
+        duration: Duration,
+    ) {
+        line.str("requestId", &self.request_id);
+        line.str("tenant", &self.tenant);
+        line.str("method", self.method.as_str());
+        line.str("route", &self.route);
+        line.opt_str("upstream", upstream);
+        line.opt_str("model", model);
+        line.bool("stream", self.stream);
+        line.u64("status", u64::from(self.status));
+        line.opt_u64("upstream_status", self.upstream_status.map(u64::from));
+        line.opt_str("upstream_request_id", self.upstream_request_id.as_deref());
+        line.str("outcome", self.outcome.as_str());
+        line.opt_str("key_id", self.key_id.as_deref());
+        line.opt_str("limit", self.limit);
+        if self.limits_store_error {
+            line.bool("limits_store_error", true);
+        }
+        if let Some(first_byte) = self.first_byte {
+            line.millis("ttfb_ms", micros(first_byte));
+        }
+        line.millis("duration_ms", micros(duration));
+        line.u64("bytes_in", self.bytes_in);
+        line.u64("bytes_out", self.bytes_out);
+        if let Some(usage) = self.usage {
+            line.u64("prompt_tokens", usage.prompt_tokens);
+            line.u64("completion_tokens", usage.completion_tokens);
+            line.u64("total_tokens", usage.total_tokens);
         }
     }
 }
@@ -194,13 +242,21 @@ impl Drop for RequestRecord {
 /// One write of one whole EMF line, under stdout's lock: records never interleave.
 pub fn write_emf_line(line: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(line.as_bytes())
-        .and_then(|()| stdout.write_all(b"\n"));
+    let mut whole = String::with_capacity(line.len() + 1);
+    whole.push_str(line);
+    whole.push('\n');
+    write_line(&mut stdout, &whole);
 }
 
-fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1e6).round() / 1e3
+/// A whole line (newline included) in one call under the stream's lock: stderr is unbuffered and
+/// stdout flushes at a line's end, so it is one `write`, which no other line can split.
+fn write_line(out: &mut impl Write, line: &str) {
+    let _ = out.write_all(line.as_bytes());
+}
+
+/// A duration in whole microseconds, rounded.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from((duration.as_nanos() + 500) / 1_000).unwrap_or(u64::MAX)
 }
 
 /// Outside Lambda: a per-process prefix and a counter, unique enough to match log lines up.

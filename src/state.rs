@@ -9,7 +9,7 @@ use axum::extract::Request;
 use crate::cache::KeyCache;
 use crate::config::{Config, FrontDoor, KeySourceConfig};
 use crate::limits::{Clock, DynamoStore, LimitStore, Limiter, MemoryStore};
-use crate::metering::{Metering, RequestRecord};
+use crate::metering::{LineFormat, Metering, RequestRecord};
 use crate::secrets::{FileSource, KeySource, SecretsManagerSource, SourceError};
 use crate::upstream::{self, Signer, Upstream};
 
@@ -95,6 +95,12 @@ impl AppState {
             metering: Metering {
                 emf_namespace: config.emf_namespace.as_deref().map(Arc::from),
                 include_stream_usage: config.stream_include_usage,
+                line_format: match (config.log_json, &config.front_door) {
+                    (true, _) => LineFormat::Json,
+                    // Lambda stamps each plain-text line itself.
+                    (false, FrontDoor::Lambda) => LineFormat::Text { time: false },
+                    (false, FrontDoor::Local { .. }) => LineFormat::Text { time: true },
+                },
             },
             limiter: Arc::new(limiter(config, |clock| Box::new(MemoryStore::new(clock)))),
         })

@@ -199,7 +199,7 @@ pub async fn memory_cells(
 
 /// B10: what metering costs the proxy's CPU, measured in-process on the library's own code: the
 /// usage watch per streamed chunk (observing, and undoing an `include_usage` the proxy added) and
-/// building the per-request EMF record.
+/// building the per-request line with its EMF record (as under Lambda's JSON log format).
 pub fn metering_cells(plan: &Plan, report: &mut Report) {
     use axum::body::Bytes;
     use openai_proxy::metering::{Metering, RequestRecord};
@@ -238,6 +238,7 @@ pub fn metering_cells(plan: &Plan, report: &mut Report) {
     let metering = Metering {
         emf_namespace: None,
         include_stream_usage: true,
+        line_format: openai_proxy::metering::LineFormat::Json,
     };
     let records = if plan.smoke { 1_000 } else { 100_000 };
     let started = Instant::now();
@@ -252,13 +253,15 @@ pub fn metering_cells(plan: &Plan, report: &mut Report) {
         record.tenant = "team-a".to_owned();
         record.model = Some("gpt-4o-mini".to_owned());
         record.sent(1_000);
-        bytes += record.emf("openai-proxy", Duration::from_millis(3)).len();
+        bytes += record
+            .line_with_emf("openai-proxy", Duration::from_millis(3))
+            .len();
     }
     std::hint::black_box(bytes);
     let per_record_us = started.elapsed().as_secs_f64() * 1e6 / records as f64;
     report.row(
         "B10",
-        "metering per request: record + EMF JSON (not the write)",
+        "metering per request: record + its JSON line with EMF (not the write)",
         format!("{} µs", round(per_record_us)),
         "",
         None,

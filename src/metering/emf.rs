@@ -2,84 +2,182 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use super::line::{Line, LineFormat, push_json_string, push_millis, push_u64};
+use super::{NO_MODEL, NO_UPSTREAM, Outcome, RequestRecord, micros};
 
-use super::{NO_MODEL, NO_UPSTREAM, Outcome, RequestRecord, millis};
+/// The dimension sets every request record declares. `[]`: the proxy-wide totals, which plain
+/// alarms (5xx rate, throttling) read without a query language.
+const DIMENSIONS: &str = r#"[["tenant","model"],["tenant"],["upstream"],[]]"#;
 
 impl RequestRecord {
-    /// The EMF record, one JSON line: `_aws` says which root members are metrics, in which
-    /// namespace, along which dimensions; the members themselves follow (plus the request id,
-    /// route and status, for Logs Insights).
+    /// The EMF record on a line of its own (the log line is written apart): `_aws` says which
+    /// root members are metrics, in which namespace, along which dimensions; the dimensions and
+    /// metrics themselves follow, plus the request id, route and status, for Logs Insights.
     pub fn emf(&self, namespace: &str, duration: Duration) -> String {
-        // `model` was cut to 100 characters when it was read.
-        let model = match (&self.model, self.upstream_status) {
+        let mut out = String::with_capacity(640);
+        out.push('{');
+        self.push_aws(&mut out, namespace);
+        out.push_str("\"tenant\":");
+        push_json_string(&mut out, &self.tenant);
+        out.push_str(",\"model\":");
+        push_json_string(&mut out, self.model_dimension());
+        out.push_str(",\"upstream\":");
+        push_json_string(&mut out, self.upstream_dimension());
+        out.push(',');
+        self.push_metrics(&mut out, duration);
+        out.push_str(",\"requestId\":");
+        push_json_string(&mut out, &self.request_id);
+        out.push_str(",\"route\":");
+        push_json_string(&mut out, &self.route);
+        out.push_str(",\"status\":");
+        push_u64(&mut out, u64::from(self.status));
+        out.push('}');
+        out
+    }
+
+    /// The log line and the EMF record in one JSON line, one write: EMF records are log events
+    /// themselves, so the line's own fields sit beside the metrics. The `model` and `upstream`
+    /// members are the metrics' dimensions (`(none)` where no upstream answered 2xx, or none was
+    /// asked); a model asked for and not answered for is `requested_model`.
+    pub fn line_with_emf(&self, namespace: &str, duration: Duration) -> String {
+        let mut aws = String::with_capacity(400);
+        self.push_aws(&mut aws, namespace);
+        let mut line = Line::start(LineFormat::Json, &aws);
+        let model = self.model_dimension();
+        self.push_fields(
+            &mut line,
+            Some(self.upstream_dimension()),
+            Some(model),
+            duration,
+        );
+        if let Some(requested) = self.model.as_deref().filter(|&asked| asked != model) {
+            line.str("requested_model", requested);
+        }
+        let mut metrics = String::with_capacity(200);
+        self.push_metrics(&mut metrics, duration);
+        line.members(&metrics);
+        line.finish()
+    }
+
+    /// The model as a dimension: client-chosen model names count only once the upstream
+    /// answered 2xx, so nobody can mint metrics at will. (`model` was cut to 100 characters
+    /// when it was read.)
+    fn model_dimension(&self) -> &str {
+        match (&self.model, self.upstream_status) {
             (Some(model), Some(200..=299)) => model.as_str(),
             _ => NO_MODEL,
-        };
+        }
+    }
+
+    /// Requests the proxy answered itself went to no upstream.
+    fn upstream_dimension(&self) -> &str {
+        self.upstream
+            .as_deref()
+            .filter(|_| self.upstream_status.is_some())
+            .unwrap_or(NO_UPSTREAM)
+    }
+
+    /// `"_aws":{…},`: the metadata, naming this request's metrics.
+    fn push_aws(&self, out: &mut String, namespace: &str) {
+        out.push_str("\"_aws\":{\"Timestamp\":");
+        push_u64(out, unix_millis());
+        out.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
+        push_json_string(out, namespace);
+        out.push_str(",\"Dimensions\":");
+        out.push_str(DIMENSIONS);
+        out.push_str(",\"Metrics\":[");
+        let mut metrics = vec![
+            ("Requests", COUNT),
+            ("Errors", COUNT),
+            ("Errors4xx", COUNT),
+            ("Errors5xx", COUNT),
+            ("Duration", MILLISECONDS),
+            ("Throttled", COUNT),
+        ];
+        if self.limits_store_error {
+            metrics.push(("LimitsStoreErrors", COUNT));
+        }
+        if self.first_byte.is_some() {
+            metrics.push(("TimeToFirstByte", MILLISECONDS));
+        }
+        if self.usage.is_some() {
+            metrics.extend([("PromptTokens", COUNT), ("CompletionTokens", COUNT)]);
+        }
+        for (index, (name, unit)) in metrics.into_iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"Name\":\"");
+            out.push_str(name);
+            out.push_str("\",\"Unit\":\"");
+            out.push_str(unit);
+            out.push_str("\"}");
+        }
+        out.push_str("]}]},");
+    }
+
+    /// The metrics' values: `"Requests":1,…` (no leading or trailing comma).
+    fn push_metrics(&self, out: &mut String, duration: Duration) {
         let failed = matches!(
             self.outcome,
             Outcome::UpstreamFailed | Outcome::ErrorEvent | Outcome::Deadline
         );
         let client_error = (400..500).contains(&self.status);
         let server_error = self.status >= 500 || failed;
-        let mut metrics = vec![
-            Metric::count("Requests"),
-            Metric::count("Errors"),
-            Metric::count("Errors4xx"),
-            Metric::count("Errors5xx"),
-            Metric::milliseconds("Duration"),
-            Metric::count("Throttled"),
-        ];
+        let mut line = Members { out, first: true };
+        line.count("Requests", 1);
+        line.count("Errors", u64::from(client_error || server_error));
+        line.count("Errors4xx", u64::from(client_error));
+        line.count("Errors5xx", u64::from(server_error));
+        line.millis("Duration", duration);
+        line.count("Throttled", u64::from(self.outcome == Outcome::Throttled));
         if self.limits_store_error {
-            metrics.push(Metric::count("LimitsStoreErrors"));
+            line.count("LimitsStoreErrors", 1);
         }
-        if self.first_byte.is_some() {
-            metrics.push(Metric::milliseconds("TimeToFirstByte"));
+        if let Some(first_byte) = self.first_byte {
+            line.millis("TimeToFirstByte", first_byte);
         }
-        if self.usage.is_some() {
-            metrics.extend([
-                Metric::count("PromptTokens"),
-                Metric::count("CompletionTokens"),
-            ]);
+        if let Some(usage) = self.usage {
+            line.count("PromptTokens", usage.prompt_tokens);
+            line.count("CompletionTokens", usage.completion_tokens);
         }
-        let record = EmfRecord {
-            aws: Aws {
-                timestamp: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |since| since.as_millis() as u64),
-                cloud_watch_metrics: [Directive {
-                    namespace,
-                    // `[]`: the proxy-wide totals, which plain alarms (5xx rate, throttling)
-                    // read without a query language.
-                    dimensions: &[&["tenant", "model"], &["tenant"], &["upstream"], &[]],
-                    metrics,
-                }],
-            },
-            tenant: &self.tenant,
-            model,
-            // Requests the proxy answered itself went to no upstream.
-            upstream: self
-                .upstream
-                .as_deref()
-                .filter(|_| self.upstream_status.is_some())
-                .unwrap_or(NO_UPSTREAM),
-            requests: 1,
-            errors: u8::from(client_error || server_error),
-            errors_4xx: u8::from(client_error),
-            errors_5xx: u8::from(server_error),
-            duration: millis(duration),
-            throttled: u8::from(self.outcome == Outcome::Throttled),
-            limits_store_errors: self.limits_store_error.then_some(1),
-            time_to_first_byte: self.first_byte.map(millis),
-            prompt_tokens: self.usage.map(|usage| usage.prompt_tokens),
-            completion_tokens: self.usage.map(|usage| usage.completion_tokens),
-            request_id: &self.request_id,
-            route: &self.route,
-            status: self.status,
-        };
-        // Strings and numbers only: serialising cannot fail.
-        serde_json::to_string(&record).unwrap_or_default()
     }
+}
+
+const COUNT: &str = "Count";
+const MILLISECONDS: &str = "Milliseconds";
+
+/// JSON members written one after another, comma-separated.
+struct Members<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl Members<'_> {
+    fn name(&mut self, name: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
+    }
+
+    fn count(&mut self, name: &str, value: u64) {
+        self.name(name);
+        push_u64(self.out, value);
+    }
+
+    fn millis(&mut self, name: &str, duration: Duration) {
+        self.name(name);
+        push_millis(self.out, micros(duration));
+    }
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 /// The EMF record of one failed key map load or refresh: `KeyMapLoadFailures`, with no
@@ -87,9 +185,7 @@ impl RequestRecord {
 pub fn key_map_failure(namespace: &str) -> String {
     let record = serde_json::json!({
         "_aws": {
-            "Timestamp": SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
+            "Timestamp": unix_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
                 "Dimensions": [[]],
@@ -99,77 +195,4 @@ pub fn key_map_failure(namespace: &str) -> String {
         "KeyMapLoadFailures": 1,
     });
     record.to_string()
-}
-
-/// The EMF record's fields, in the order they are written.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EmfRecord<'a> {
-    #[serde(rename = "_aws")]
-    aws: Aws<'a>,
-    #[serde(rename = "tenant")]
-    tenant: &'a str,
-    #[serde(rename = "model")]
-    model: &'a str,
-    #[serde(rename = "upstream")]
-    upstream: &'a str,
-    requests: u8,
-    errors: u8,
-    #[serde(rename = "Errors4xx")]
-    errors_4xx: u8,
-    #[serde(rename = "Errors5xx")]
-    errors_5xx: u8,
-    duration: f64,
-    throttled: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limits_store_errors: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    time_to_first_byte: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completion_tokens: Option<u64>,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    #[serde(rename = "route")]
-    route: &'a str,
-    #[serde(rename = "status")]
-    status: u16,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Aws<'a> {
-    timestamp: u64,
-    cloud_watch_metrics: [Directive<'a>; 1],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Directive<'a> {
-    namespace: &'a str,
-    dimensions: &'static [&'static [&'static str]],
-    metrics: Vec<Metric>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Metric {
-    name: &'static str,
-    unit: &'static str,
-}
-
-impl Metric {
-    fn count(name: &'static str) -> Self {
-        Self {
-            name,
-            unit: "Count",
-        }
-    }
-    fn milliseconds(name: &'static str) -> Self {
-        Self {
-            name,
-            unit: "Milliseconds",
-        }
-    }
 }

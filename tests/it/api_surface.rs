@@ -342,13 +342,14 @@ async fn records_name_the_route_group_and_never_an_object_id() {
     let (status, _) = send(reqwest::Method::GET, url, WRAPPER_KEY, None, Vec::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (log, stdout) = proxy.stop_with_stdout();
-    let lines: Vec<Value> = log
+    let (_, stdout) = proxy.stop_with_stdout();
+    // With JSON logs and EMF, a request's line is its EMF record, on stdout.
+    let lines: Vec<Value> = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["target"] == "openai_proxy::request")
         .collect();
-    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!(lines[0]["route"], "files");
     assert_eq!(lines[0]["bytes_out"], binary_body().len());
     assert_eq!(lines[1]["route"], "(unrouted)");

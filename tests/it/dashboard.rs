@@ -164,7 +164,7 @@ async fn every_metric_and_log_field_the_dashboard_and_alarms_use_is_written() {
             .status,
         200
     );
-    let (log, stdout) = proxy.stop_with_stdout();
+    let (_, stdout) = proxy.stop_with_stdout();
 
     let written = written_metrics(&stdout);
     let failure = (
@@ -173,7 +173,8 @@ async fn every_metric_and_log_field_the_dashboard_and_alarms_use_is_written() {
         vec![],
     );
     assert!(written.contains(&failure), "no key map failure:\n{stdout}");
-    let lines: Vec<Value> = log
+    // With JSON logs and EMF, a request's line is its EMF record, on stdout.
+    let lines: Vec<Value> = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["target"] == "openai_proxy::request")
@@ -184,7 +185,7 @@ async fn every_metric_and_log_field_the_dashboard_and_alarms_use_is_written() {
             && lines
                 .iter()
                 .any(|line| line["prompt_tokens"] == CHAT_USAGE.0),
-        "{log}"
+        "{stdout}"
     );
     let logged: BTreeSet<&str> = lines
         .iter()

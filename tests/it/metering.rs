@@ -215,23 +215,25 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
     }
 
     let (log, stdout) = proxy.stop_with_stdout();
-    let lines: Vec<Value> = log
+    // With JSON logs, each request's line is its EMF record too: one line on stdout, one write.
+    assert!(
+        !log.contains("openai_proxy::request"),
+        "a request line on stderr beside its record:\n{log}"
+    );
+    let lines: Vec<Value> = stdout
         .lines()
         .map(|line| {
             serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"))
         })
-        .filter(|line| line["target"] == "openai_proxy::request")
         .collect();
-    assert_eq!(lines.len(), cases.len(), "one line per request:\n{log}");
-    let records: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        records.len(),
-        cases.len(),
-        "one EMF record per request:\n{stdout}"
+    assert!(
+        lines
+            .iter()
+            .all(|line| line["target"] == "openai_proxy::request"),
+        "{stdout}"
     );
+    assert_eq!(lines.len(), cases.len(), "one line per request:\n{stdout}");
+    let records = lines.clone();
     let mut request_ids = HashSet::new();
 
     for (((case, line), record), size) in cases.iter().zip(&lines).zip(&records).zip(&sizes) {
@@ -327,6 +329,10 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
             "(none)"
         };
         assert_eq!(record["model"], model, "{what}");
+        // A model asked for and not answered for stays in the line, apart from the dimension.
+        if case.status != 200 && case.body.contains("\"model\"") && line["tenant"] != "unknown" {
+            assert!(line["requested_model"].is_string(), "{what}");
+        }
         let metered = record["PromptTokens"]
             .as_u64()
             .map(|p| (p, record["CompletionTokens"].as_u64().unwrap()));

@@ -197,6 +197,7 @@ fn record() -> RequestRecord {
     let metering = Metering {
         emf_namespace: None,
         include_stream_usage: true,
+        line_format: openai_proxy::metering::LineFormat::Json,
     };
     RequestRecord::new(&metering, None, &Method::POST, "/v1/chat/completions")
 }

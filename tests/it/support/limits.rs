@@ -118,7 +118,8 @@ pub fn stop(proxy: BinaryProxy, keys: &[&str]) -> (Vec<Value>, Vec<Value>) {
             "a key appears in the proxy's output:\n{log}\n{stdout}"
         );
     }
-    let lines = log
+    // With JSON logs and EMF, a request's line is its EMF record, on stdout.
+    let lines = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["target"] == "openai_proxy::request")
