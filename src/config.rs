@@ -70,6 +70,11 @@ pub struct Config {
     /// `LIMITS_DEFAULT_OUTPUT_TOKENS`: what a generating request that sets no output cap
     /// reserves for its output.
     pub limits_default_output_tokens: u64,
+    /// `WORKER_THREADS`: threads serving requests; `None`, one per CPU (tokio's default, and
+    /// the default locally and under Lambda Managed Instances). Classic Lambda defaults to 1:
+    /// one invocation at a time, on less than one CPU below 1,769 MB, where a second thread only
+    /// adds hand-overs (a futex wake per request) and idle wake-ups.
+    pub worker_threads: Option<usize>,
 }
 
 pub const DEFAULT_LIMITS_OUTPUT_TOKENS: u64 = 1_000;
@@ -244,6 +249,21 @@ impl Config {
             },
         };
 
+        let classic_lambda =
+            front_door == FrontDoor::Lambda && get("AWS_LAMBDA_MAX_CONCURRENCY").is_none();
+        let worker_threads = match get("WORKER_THREADS") {
+            None => classic_lambda.then_some(1),
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(threads @ 1..=1024) => Some(threads),
+                _ => {
+                    problems.push(format!(
+                        "WORKER_THREADS: expected a number of threads from 1 to 1024, got {raw:?}"
+                    ));
+                    None
+                }
+            },
+        };
+
         match (upstream_base_url, key_source) {
             (Some(upstream_base_url), Some(key_source)) if problems.is_empty() => Ok(Self {
                 front_door,
@@ -262,6 +282,7 @@ impl Config {
                 limits_table,
                 limits_on_store_error,
                 limits_default_output_tokens,
+                worker_threads,
             }),
             _ => Err(ConfigErrors(problems)),
         }

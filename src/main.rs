@@ -23,12 +23,30 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn serve() -> ExitCode {
+fn serve() -> ExitCode {
     let config = match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(errors) => return fail(&errors),
     };
+    // One thread: everything on it, as a current-thread runtime. More: tokio's multi-thread
+    // runtime, with that many workers, or one per CPU.
+    let mut runtime = match config.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(serve_with(config)),
+        Err(err) => fail(&err),
+    }
+}
+
+async fn serve_with(config: Config) -> ExitCode {
     logging::init(&config);
     let state = match state::AppState::start(&config).await {
         Ok(state) => state,

@@ -123,3 +123,26 @@ fn every_problem_is_reported_at_once() {
     }
     assert!(!text.contains("sk-secret"), "{text}");
 }
+
+#[test]
+fn worker_threads_default_to_one_under_classic_lambda_only() {
+    let local = config(&[("KEY_MAP_FILE", "k")]).unwrap();
+    assert_eq!(local.worker_threads, None, "one per CPU locally");
+    let lambda = [
+        ("KEY_MAP_FILE", "k"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+    ];
+    assert_eq!(config(&lambda).unwrap().worker_threads, Some(1));
+    let managed = [
+        ("KEY_MAP_FILE", "k"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+    ];
+    assert_eq!(config(&managed).unwrap().worker_threads, None);
+    let chosen = config(&[("KEY_MAP_FILE", "k"), ("WORKER_THREADS", "3")]).unwrap();
+    assert_eq!(chosen.worker_threads, Some(3));
+    for bad in ["0", "many", "-1", "100000"] {
+        let err = config(&[("KEY_MAP_FILE", "k"), ("WORKER_THREADS", bad)]).unwrap_err();
+        assert!(err.to_string().contains("WORKER_THREADS"), "{bad}: {err}");
+    }
+}
