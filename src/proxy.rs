@@ -253,7 +253,7 @@ impl Sent<'_> {
         let client = &self.state.client;
         let request = self
             .outbound
-            .build(client, real_key, self.signer)
+            .build(real_key, self.signer)
             .await
             .map_err(|err| Failed {
                 err,

@@ -14,7 +14,7 @@ use crate::keys::RealKey;
 pub struct Outbound<'a> {
     pub upstream: &'a Upstream,
     method: Method,
-    url: String,
+    url: reqwest::Url,
     client_headers: &'a HeaderMap,
     body: Bytes,
 }
@@ -31,7 +31,7 @@ impl<'a> Outbound<'a> {
         Self {
             upstream,
             method: method.clone(),
-            url: upstream.url(path, query),
+            url: upstream.request_url(path, query),
             client_headers,
             body,
         }
@@ -41,7 +41,6 @@ impl<'a> Outbound<'a> {
     /// with `signer`'s credentials (if it is SigV4).
     pub async fn build(
         &self,
-        client: &reqwest::Client,
         real_key: Option<&RealKey>,
         signer: Option<&Signer>,
     ) -> Result<reqwest::Request, ProxyError> {
@@ -51,12 +50,9 @@ impl<'a> Outbound<'a> {
             // A POST without a body (`…/cancel`) still says so: some servers insist (411).
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        let mut request = client
-            .request(self.method.clone(), self.url.as_str())
-            .headers(headers)
-            .body(self.body.clone())
-            .build()
-            .map_err(|_| ProxyError::UpstreamUnreachable)?;
+        let mut request = reqwest::Request::new(self.method.clone(), self.url.clone());
+        *request.headers_mut() = headers;
+        *request.body_mut() = Some(self.body.clone().into());
         if let Auth::AwsSigV4 { region, service } = &self.upstream.auth {
             let signer = signer.ok_or(ProxyError::UpstreamCredentials)?;
             signer.sign(&mut request, region, service).await?;

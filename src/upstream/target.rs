@@ -51,6 +51,8 @@ pub struct Upstream {
     pub name_header: Option<HeaderValue>,
     /// The base URL without a trailing slash; request paths after `/v1` are appended.
     pub base: Arc<str>,
+    /// The base URL parsed, from which each request's URL is made.
+    base_url: Url,
     /// `host[:port]`, for `/health`.
     pub host: Arc<str>,
     pub auth: Auth,
@@ -83,6 +85,7 @@ impl Upstream {
             name: name.into(),
             name_header: HeaderValue::from_str(name).ok(),
             base: base_url.as_str().trim_end_matches('/').into(),
+            base_url: base_url.clone(),
             host: host.into(),
             auth,
             headers: HeaderMap::new(),
@@ -99,6 +102,22 @@ impl Upstream {
     /// Plain http: allowed (a vLLM on a private network), and flagged in `/health`.
     pub fn is_plain_http(&self) -> bool {
         self.base.starts_with("http://")
+    }
+
+    /// `url`'s URL, parsed: made from the base URL parsed once, so its scheme and host are not
+    /// parsed again for every request (about 4,000 instructions under callgrind).
+    pub fn request_url(&self, path: &str, query: Option<&str>) -> Url {
+        let full = self.url(path, query);
+        let origin = &self.base_url[..url::Position::BeforePath];
+        let rest = full.strip_prefix(origin).unwrap_or(&full);
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        let mut url = self.base_url.clone();
+        url.set_path(path);
+        url.set_query(query);
+        url
     }
 
     /// `/v1/files/f-1/content?x=1` → `<base>/files/f-1/content?x=1[&<extra query>]`. A client
@@ -181,6 +200,25 @@ mod tests {
 
     fn at(base: &str) -> Upstream {
         Upstream::default_at(&Url::parse(base).unwrap())
+    }
+
+    #[test]
+    fn request_urls_are_the_urls_parsed() {
+        let mut upstream = at("https://contoso.openai.azure.com:8443/openai/v1/");
+        upstream.query = Some("api-version=preview&sig=a%2Fb".into());
+        for (path, query) in [
+            ("/v1/chat/completions", None),
+            ("/v1/files", Some("limit=2&after=f")),
+            ("/v1/files/file-abc/content", Some("")),
+            ("/v1/vector_stores/vs_1/files/f%20x", Some("q=%C3%A9&x")),
+        ] {
+            let parsed = Url::parse(&upstream.url(path, query)).unwrap();
+            assert_eq!(
+                upstream.request_url(path, query),
+                parsed,
+                "{path} {query:?}"
+            );
+        }
     }
 
     #[test]
