@@ -227,13 +227,17 @@ impl UsageWatch {
     /// The usage the body reported, read at its end.
     pub fn usage(&self) -> Option<Usage> {
         match &self.0 {
-            Watch::Json { tail, .. } => {
-                let text: Vec<u8> = tail
-                    .iter()
-                    .flat_map(|chunk| chunk.iter().copied())
-                    .collect();
-                last_usage(&text)
-            }
+            // Most answers arrive in one chunk: read in place, with no copy.
+            Watch::Json { tail, .. } => match (tail.front(), tail.len()) {
+                (Some(only), 1) => last_usage(only),
+                _ => {
+                    let mut text = Vec::with_capacity(tail.iter().map(Bytes::len).sum());
+                    for chunk in tail {
+                        text.extend_from_slice(chunk);
+                    }
+                    last_usage(&text)
+                }
+            },
             Watch::Sse { found, .. } => found.usage,
             Watch::Opaque => None,
         }

@@ -142,17 +142,29 @@ impl Line {
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber wrote it: `2026-11-24T18:53:53.378084Z`.
 fn push_time(out: &mut String, now: SystemTime) {
     let at = OffsetDateTime::from(now);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.microsecond()
-    );
+    let year = u32::try_from(at.year()).unwrap_or(0);
+    push_digits(out, year, 4);
+    out.push('-');
+    push_digits(out, u32::from(u8::from(at.month())), 2);
+    out.push('-');
+    push_digits(out, u32::from(at.day()), 2);
+    out.push('T');
+    push_digits(out, u32::from(at.hour()), 2);
+    out.push(':');
+    push_digits(out, u32::from(at.minute()), 2);
+    out.push(':');
+    push_digits(out, u32::from(at.second()), 2);
+    out.push('.');
+    push_digits(out, at.microsecond(), 6);
+    out.push('Z');
+}
+
+/// `value`'s last `width` decimal digits, zero-padded.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 pub fn push_u64(out: &mut String, mut value: u64) {

@@ -4,7 +4,9 @@
 
 use std::ops::Range;
 
-use super::scan::{data_json, find, top_level_member};
+use memchr::memmem;
+
+use super::scan::{Needle, data_json, top_level_member};
 use super::{Usage, last_usage};
 
 /// What one whole SSE event says: its usage, whether it is an in-band error, and (for a stream
@@ -36,11 +38,14 @@ impl Edit {
     }
 }
 
+static USAGE: Needle = Needle::new(|| memmem::Finder::new(b"\"usage\""));
+static ERROR: Needle = Needle::new(|| memmem::Finder::new(b"error"));
+
 pub(super) fn inspect(event: &[u8], undo: bool) -> Seen {
     let error_event = is_error_event(event);
     if !undo {
         // Usage at any depth: the Responses API nests it in `response`.
-        let usage = find(event, b"\"usage\"").and_then(|_| last_usage(event));
+        let usage = USAGE.find(event).and_then(|_| last_usage(event));
         return Seen {
             usage,
             error_event,
@@ -59,7 +64,7 @@ pub(super) fn inspect(event: &[u8], undo: bool) -> Seen {
 /// `response.failed` events.
 fn is_error_event(event: &[u8]) -> bool {
     // `response.failed` carries its `error` object inside `response`, so one search does.
-    if find(event, b"error").is_none() {
+    if ERROR.find(event).is_none() {
         return false;
     }
     let Some(json) = data_json(event) else {

@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 /// Cuts an SSE body into whole events, whatever reads it arrives in.
@@ -177,14 +179,14 @@ pub(crate) fn skip_ws(json: &[u8], mut at: usize) -> usize {
 /// Just past the string that starts at `at` (a `"`).
 pub(crate) fn string_end(json: &[u8], at: usize) -> Option<usize> {
     let mut i = at + 1;
-    while i < json.len() {
+    loop {
+        // memchr skips a string's plain bytes many at a time (chat chunks are mostly text).
+        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
         match json[i] {
             b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+            _ => return Some(i + 1),
         }
     }
-    None
 }
 
 /// Just past the JSON value that starts at `at`.
@@ -252,6 +254,16 @@ pub(super) fn objects_named_from_last<'a>(
     })
 }
 
-pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memmem::find(haystack, needle)
+/// A needle searched for in every event, its searcher built once (building one costs more than
+/// a search through a chat chunk).
+pub(super) struct Needle(LazyLock<memmem::Finder<'static>>);
+
+impl Needle {
+    pub(super) const fn new(make: fn() -> memmem::Finder<'static>) -> Self {
+        Self(LazyLock::new(make))
+    }
+
+    pub(super) fn find(&self, haystack: &[u8]) -> Option<usize> {
+        self.0.find(haystack)
+    }
 }
