@@ -194,7 +194,8 @@ impl KeyMap {
         tenants: &limits::Tenants,
     ) -> Result<Self, KeyMapError> {
         let mut entries = HashMap::with_capacity_and_hasher(members.len(), Default::default());
-        let mut first_seen = HashMap::with_capacity(members.len());
+        let mut first_seen: HashMap<_, _, BuildHasherDefault<DigestHasher>> =
+            HashMap::with_capacity_and_hasher(members.len(), Default::default());
         for (position, (name, value)) in members.into_iter().enumerate() {
             let index = position + 1;
             let digest = member_digest(index, &name)?;
