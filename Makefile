@@ -4,6 +4,7 @@
 #   make lambda-watch  the local Lambda loop: cargo lambda watch with the key file
 #   make lambda-build  cargo lambda build --release for $(ARCH) (arm64 or x86-64)
 #   make bench         the benchmark: what the proxy adds over a direct call (a few minutes)
+#   make bench-peers   installs B13's peer (crabllm) into target/bench-peers; the bench then runs it
 #   make soak          the soak: 256 streams + 200 req/s for $(SOAK_SECONDS) s, every byte checked
 #   make fuzz          the fuzz targets (cargo-fuzz, libFuzzer) for $(FUZZ_SECONDS) s each
 
@@ -19,7 +20,7 @@ CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
 WATCH_PORT ?= 9000
 TOOLS := $(CURDIR)/$(VENV)/bin
 
-.PHONY: run test test-under-load check-tools test-deps lint bench soak fuzz fuzz-smoke lambda-watch lambda-build
+.PHONY: run test test-under-load check-tools test-deps lint bench bench-peers soak fuzz fuzz-smoke lambda-watch lambda-build
 
 run:
 	KEY_MAP_FILE=$(KEY_MAP_FILE) cargo run --release
@@ -89,6 +90,18 @@ fuzz: $(CARGO_FUZZ)
 
 bench: test-deps
 	cargo bench --locked --bench bench
+
+# B13's peer, measured beside the proxy in the same run. Installed into a folder of the bench's
+# own under target/ (ignored by git, removed by cargo clean), never by the test command: the
+# bench reports it as not installed instead. The stamp names the version, so a new pin reinstalls.
+CRABLLM_VERSION := 0.0.25
+BENCH_PEERS := $(CURDIR)/target/bench-peers
+
+bench-peers: $(BENCH_PEERS)/crabllm-$(CRABLLM_VERSION).installed
+
+$(BENCH_PEERS)/crabllm-$(CRABLLM_VERSION).installed:
+	cargo install --locked --quiet --root $(BENCH_PEERS) crabllm@$(CRABLLM_VERSION)
+	touch $@
 
 soak: test-deps
 	cargo bench --locked --bench bench -- --soak $(SOAK_SECONDS)

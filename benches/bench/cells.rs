@@ -95,39 +95,56 @@ where
     F: Fn(Target) -> Fut,
     Fut: Future<Output = Option<f64>>,
 {
-    // Warm-up: connections opened, caches filled, on both arms.
-    for target in [direct, proxy] {
+    let [_, proxy] = interleaved(rounds, per_round, [direct, proxy], measure).await;
+    proxy
+}
+
+/// `paired` for any number of arms, the first the direct call: each arm's figures against it,
+/// measured in the same rounds, the order rotating each round so drift falls on every arm
+/// alike. Element 0 is the direct arm against itself (Δ 0).
+pub async fn interleaved<const N: usize, F, Fut>(
+    rounds: usize,
+    per_round: usize,
+    arms: [&Target; N],
+    measure: F,
+) -> [Paired; N]
+where
+    F: Fn(Target) -> Fut,
+    Fut: Future<Output = Option<f64>>,
+{
+    // Warm-up: connections opened, caches filled, on every arm.
+    for target in arms {
         for _ in 0..per_round.min(100) {
             let _ = measure(target.clone()).await;
         }
     }
-    let (mut dp50, mut dp99) = (Vec::new(), Vec::new());
-    let (mut all_direct, mut all_proxy) = (Sample::default(), Sample::default());
-    let mut failures = 0;
+    let mut deltas: [(Vec<f64>, Vec<f64>); N] = std::array::from_fn(|_| Default::default());
+    let mut all: [Sample; N] = std::array::from_fn(|_| Sample::default());
+    let mut failures = [0; N];
     for round in 0..rounds {
-        let mut samples = [Sample::default(), Sample::default()];
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for arm in order {
-            let target = if arm == 0 { direct } else { proxy };
+        let mut samples: [Sample; N] = std::array::from_fn(|_| Sample::default());
+        for turn in 0..N {
+            let arm = (turn + round) % N;
             for _ in 0..per_round {
-                match measure(target.clone()).await {
+                match measure(arms[arm].clone()).await {
                     Some(value) => samples[arm].push(value),
-                    None => failures += 1,
+                    None => failures[arm] += 1,
                 }
             }
         }
-        dp50.push(samples[1].p50() - samples[0].p50());
-        dp99.push(samples[1].p99() - samples[0].p99());
-        all_direct.0.extend(&samples[0].0);
-        all_proxy.0.extend(&samples[1].0);
+        for (arm, sample) in samples.iter().enumerate() {
+            deltas[arm].0.push(sample.p50() - samples[0].p50());
+            deltas[arm].1.push(sample.p99() - samples[0].p99());
+            all[arm].0.extend(&sample.0);
+        }
     }
-    Paired {
-        dp50: Spread::of(&dp50),
-        dp99: Spread::of(&dp99),
-        direct: all_direct,
-        proxy: all_proxy,
-        failures,
-    }
+    std::array::from_fn(|arm| Paired {
+        dp50: Spread::of(&deltas[arm].0),
+        dp99: Spread::of(&deltas[arm].1),
+        direct: all[0].clone(),
+        proxy: all[arm].clone(),
+        failures: failures[0] + if arm == 0 { 0 } else { failures[arm] },
+    })
 }
 
 /// Requests at a fixed rate whatever the answers do (open loop); latency counts from when each

@@ -1,6 +1,6 @@
 //! The processes the benchmark starts: the release proxy binary in local mode, a bare relay (this
-//! executable again), and moto's Secrets Manager server for the start-up figure. Each is killed
-//! when its handle drops.
+//! executable again), B13's peer gateway, and moto's Secrets Manager server for the start-up
+//! figure. Each is killed when its handle drops.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,25 +21,53 @@ impl Proxy {
     /// goes to a file, as a deployed proxy's would: read here line by line through a pipe, every
     /// request's log line would wake a thread of this benchmark on the two cores it measures on.
     pub fn start(envs: &[(&str, &str)]) -> Result<Self, String> {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|err| format!("no free port: {err}"))?;
+        let addr = free_addr()?;
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .env("LISTEN_ADDR", addr.to_string())
+            .envs(envs.iter().copied());
+        Self::spawn_listening(command, addr, false)
+    }
+
+    /// Starts B13's peer (crabllm) with its config file on a free port, logging as it does by
+    /// default (tracing's fmt to stdout) into a file, as the proxy's log goes to one.
+    pub fn peer(binary: &Path, config: &Path) -> Result<Self, String> {
+        let addr = free_addr()?;
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--bind", &addr.to_string()]);
+        Self::spawn_listening(command, addr, true)
+    }
+
+    /// Starts `command`, which listens on `addr`, with its stderr (and stdout if
+    /// `stdout_to_log`) in a log file, and returns once the port accepts connections.
+    fn spawn_listening(
+        mut command: Command,
+        addr: SocketAddr,
+        stdout_to_log: bool,
+    ) -> Result<Self, String> {
         let log = std::env::temp_dir().join(format!(
             "openai-proxy-bench-{}-{}.log",
             std::process::id(),
             addr.port()
         ));
         let file = std::fs::File::create(&log).map_err(|err| err.to_string())?;
-        let child = Command::new(binary())
-            .env_clear()
-            .env("LISTEN_ADDR", addr.to_string())
-            .envs(envs.iter().copied())
+        let stdout = if stdout_to_log {
+            Stdio::from(file.try_clone().map_err(|err| err.to_string())?)
+        } else {
+            Stdio::null()
+        };
+        let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(file)
             .spawn()
-            .map_err(|err| format!("cannot start the proxy: {err}"))?;
-        // Made before the wait, so a proxy that never listens is still killed on the way out.
+            .map_err(|err| format!("cannot start {:?}: {err}", command.get_program()))?;
+        // Made before the wait, so a process that never listens is still killed on the way out.
         let proxy = Self {
             addr,
             child,
@@ -49,11 +77,22 @@ impl Proxy {
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
                 let logged = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("the proxy did not start listening:\n{logged}"));
+                return Err(format!(
+                    "{:?} did not start listening:\n{logged}",
+                    command.get_program()
+                ));
             }
             std::thread::sleep(Duration::from_micros(200));
         }
         Ok(proxy)
+    }
+
+    /// The log file's text so far (empty for a process that logs nowhere).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
     }
 
     /// Starts this benchmark's own executable as a bare TCP relay to `target` (B0), a process of
@@ -151,6 +190,13 @@ pub fn binary() -> &'static Path {
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_openai-proxy").into())
     })
+}
+
+/// A port free on loopback now (bound, then let go, for the child to bind).
+fn free_addr() -> Result<SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|err| format!("no free port: {err}"))
 }
 
 fn status_field(pid: u32, field: &str) -> u64 {

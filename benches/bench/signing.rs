@@ -1,4 +1,4 @@
-//! B13: what AWS SigV4 signing adds per request to an `aws-sigv4` upstream (Amazon Bedrock),
+//! B15: what AWS SigV4 signing adds per request to an `aws-sigv4` upstream (Amazon Bedrock),
 //! measured in-process on the proxy's own signer: canonical request, body hash, HMAC chain,
 //! header insertion. Credentials come from a static provider, cached as in production, so this
 //! is the per-request CPU cost and never a credential fetch.
@@ -43,7 +43,7 @@ pub async fn signing_cells(plan: &Plan, report: &mut Report) {
     for _ in 0..rounds {
         let Ok(mut built) = request() else {
             report.row(
-                "B13",
+                "B15",
                 "SigV4 signing per request",
                 "could not build a request".to_owned(),
                 "",
@@ -56,7 +56,7 @@ pub async fn signing_cells(plan: &Plan, report: &mut Report) {
         total += started.elapsed();
         if signed.is_err() {
             report.row(
-                "B13",
+                "B15",
                 "SigV4 signing per request",
                 "signing failed".to_owned(),
                 "",
@@ -68,7 +68,7 @@ pub async fn signing_cells(plan: &Plan, report: &mut Report) {
     }
     let micros = total.as_secs_f64() * 1e6 / f64::from(rounds);
     report.row(
-        "B13",
+        "B15",
         "SigV4 signing per request (aws-sigv4 upstream, in-process)",
         format!("{} µs", round(micros)),
         "",
