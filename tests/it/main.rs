@@ -9,6 +9,7 @@
 mod api_fake_selfcheck;
 mod api_sdks;
 mod api_surface;
+mod bench_runtime_api;
 mod binary;
 mod connect_faults;
 mod dashboard;

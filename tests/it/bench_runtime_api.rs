@@ -1,0 +1,252 @@
+//! The benchmark's fake Lambda Runtime API (benches/bench/runtime_api.rs) held to the real
+//! `lambda_runtime` client inside the proxy binary: a streamed answer reaches it chunk by chunk
+//! with the upstream's bytes, an event the runtime cannot take is reported on `/error` as the
+//! runtime reports it, and a body that breaks mid-stream is recorded as the runtime sends it.
+
+#[expect(
+    dead_code,
+    reason = "shared with the benchmark, which reads parts of the record this test does not"
+)]
+#[path = "../../benches/bench/runtime_api.rs"]
+mod runtime_api;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::Method;
+use axum::response::Response;
+use runtime_api::{FakeRuntimeApi, HTTP_INTEGRATION, Invocation};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::support::upstream::{FakeUpstream, scripted_stream};
+use crate::support::{BinaryProxy, TempFile, key_map_json, manifest_dir};
+
+/// Every wait here is bounded by this; none decides on how fast anything happened.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn event(name: &str) -> Bytes {
+    Bytes::from(std::fs::read(manifest_dir().join("events").join(name)).unwrap())
+}
+
+/// The proxy binary in Lambda mode against `api`, forwarding to `upstream`.
+fn function(api: &FakeRuntimeApi, upstream: &FakeUpstream, keys: &TempFile) -> BinaryProxy {
+    let (address, upstream_url) = (api.runtime_api(), upstream.base_url());
+    BinaryProxy::start_until(
+        &[
+            ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "openai-proxy"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("KEY_MAP_FILE", keys.path_str()),
+            ("UPSTREAM_BASE_URL", upstream_url.as_str()),
+            ("RUST_LOG", "info"),
+        ],
+        "key map loaded",
+    )
+}
+
+/// An upstream whose one answer the test writes piece by piece: the sender arrives on the
+/// returned channel when the proxy's request does.
+async fn scripted_upstream(
+    content_type: &'static str,
+) -> (FakeUpstream, oneshot::Receiver<mpsc::Sender<Bytes>>) {
+    let (sender_tx, sender_rx) = oneshot::channel();
+    let slot = Mutex::new(Some(sender_tx));
+    let upstream = FakeUpstream::start(move |received| {
+        if received.method != Method::POST {
+            return warm_up_answer();
+        }
+        let (tx, response) = scripted_stream(content_type);
+        if let Some(slot) = slot.lock().unwrap().take() {
+            let _ = slot.send(tx);
+        }
+        response
+    })
+    .await;
+    (upstream, sender_rx)
+}
+
+/// The answer to the proxy's start-up warm-up (`HEAD /models`), which is not the request a test
+/// scripts.
+fn warm_up_answer() -> Response {
+    Response::new(Body::empty())
+}
+
+fn body_len(invocation: &Invocation) -> usize {
+    invocation.response.as_ref().map_or(0, |response| {
+        response.chunks.iter().map(|(_, chunk)| chunk.len()).sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_reaches_the_fake_runtime_api_chunk_by_chunk_with_the_upstreams_bytes() {
+    let (upstream, sender) = scripted_upstream("text/event-stream").await;
+    let api = FakeRuntimeApi::start().await.unwrap();
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let function = function(&api, &upstream, &keys);
+
+    let id = api.invoke(event("chat-stream.json"));
+    let frames: [&[u8]; 4] = [
+        br#"data: {"choices":[{"delta":{"content":"Lambda"}}]}"#,
+        br#"data: {"choices":[{"delta":{"content":" streams"}}]}"#,
+        br#"data: {"choices":[{"delta":{"content":" chunks"}}]}"#,
+        b"data: [DONE]",
+    ];
+    let frames: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|frame| [*frame, b"\n\n"].concat())
+        .collect();
+    let upstream_body = tokio::time::timeout(WAIT, sender).await.unwrap().unwrap();
+    let mut sent = 0;
+    for (n, frame) in frames.iter().enumerate() {
+        upstream_body
+            .send(Bytes::from(frame.clone()))
+            .await
+            .unwrap();
+        sent += frame.len();
+        // The next frame is held until this one has reached the Runtime API: a runtime (or a
+        // fake) that gathered the body before passing it on would leave this wait to run out.
+        let arrived = api
+            .wait_until(&id, WAIT, |seen| body_len(seen) >= sent)
+            .await;
+        assert!(
+            arrived,
+            "frame {n} never reached the Runtime API on its own"
+        );
+    }
+    drop(upstream_body);
+
+    let invocation = api.finished(&id, WAIT).await.unwrap();
+    assert!(invocation.error.is_none(), "{:?}", invocation.error);
+    let response = invocation.response.unwrap();
+    assert_eq!(response.mode.as_deref(), Some("streaming"));
+    assert_eq!(response.content_type.as_deref(), Some(HTTP_INTEGRATION));
+    assert_eq!(response.status, Some(200));
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|kind| kind.starts_with("text/event-stream")),
+        "{:?}",
+        response.headers
+    );
+    assert!(response.cookies.is_empty(), "{:?}", response.cookies);
+    assert!(response.complete, "{:?}", response.broken);
+    assert!(response.trailers.is_empty(), "{:?}", response.trailers);
+    assert_eq!(
+        response.body(),
+        frames.concat(),
+        "the body is not the upstream's bytes"
+    );
+    assert!(
+        response.chunks.len() >= frames.len(),
+        "{} chunks for {} frames",
+        response.chunks.len(),
+        frames.len()
+    );
+    assert!(api.init_error().is_none());
+    function.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the_next_is_answered()
+{
+    let (upstream, _sender) = scripted_upstream("application/json").await;
+    let api = FakeRuntimeApi::start().await.unwrap();
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let mut function = function(&api, &upstream, &keys);
+
+    let id = api.invoke(Bytes::from_static(br#"{"foo":1}"#));
+    let failed = api.finished(&id, WAIT).await.unwrap();
+    assert!(failed.response.is_none(), "{:?}", failed.response);
+    let error = failed.error.unwrap();
+    // As lambda_runtime reports an event it cannot deserialize (`EventErrorRequest`).
+    assert_eq!(error.type_header.as_deref(), Some("unhandled"));
+    assert!(error.error_type.contains("DeserializeError"), "{error:?}");
+    assert!(
+        error
+            .error_message
+            .contains("failed to deserialize the incoming data"),
+        "{error:?}"
+    );
+
+    // The same process takes the next invocation.
+    let next = api.invoke(event("health.json"));
+    let answered = api.finished(&next, WAIT).await.unwrap();
+    let response = answered.response.unwrap();
+    assert_eq!(response.status, Some(200));
+    assert!(
+        String::from_utf8_lossy(&response.body()).contains(r#""status":"ok""#),
+        "{:?}",
+        String::from_utf8_lossy(&response.body())
+    );
+    assert!(
+        function.child.0.try_wait().unwrap().is_none(),
+        "the function exited"
+    );
+    assert!(api.init_error().is_none());
+    function.stop();
+}
+
+/// lambda_runtime 1.5 announces `Lambda-Runtime-Function-Error-Type` and `-Body` as trailers but
+/// writes them into the body instead (`requests.rs`: `to_tailer()` sent as a data chunk), so the
+/// Runtime API receives them as body bytes after the last good chunk, and no trailers. The fake
+/// records what arrives as it arrives; this pins down what that is today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_breaks_mid_stream_reaches_the_fake_as_lambda_runtime_sends_it() {
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let release = Mutex::new(Some(release_rx));
+    let upstream = FakeUpstream::start(move |received| {
+        if received.method != Method::POST {
+            return warm_up_answer();
+        }
+        let released = release.lock().unwrap().take();
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::io::Error>(Bytes::from_static(br#"{"partial":"#))
+        });
+        let broken = futures_util::stream::once(async move {
+            if let Some(released) = released {
+                let _ = tokio::time::timeout(WAIT, released).await;
+            }
+            Err(std::io::Error::other("the upstream went away"))
+        });
+        // A JSON body with no length: a stream the proxy relays as it comes, with no in-band
+        // way to say "error", so its failure ends the response with an error.
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(futures_util::StreamExt::chain(
+                first, broken,
+            )))
+            .unwrap()
+    })
+    .await;
+    let api = FakeRuntimeApi::start().await.unwrap();
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let function = function(&api, &upstream, &keys);
+
+    let id = api.invoke(event("chat.json"));
+    let first = br#"{"partial":"#;
+    assert!(
+        api.wait_until(&id, WAIT, |seen| body_len(seen) >= first.len())
+            .await,
+        "the first chunk never reached the Runtime API"
+    );
+    release_tx.send(()).unwrap();
+    let invocation = api.finished(&id, WAIT).await.unwrap();
+    assert!(invocation.error.is_none(), "{:?}", invocation.error);
+    let response = invocation.response.unwrap();
+    assert_eq!(response.status, Some(200));
+    let body = response.body();
+    assert!(
+        body.starts_with(first),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let rest = String::from_utf8_lossy(&body[first.len()..]).into_owned();
+    assert!(
+        rest.starts_with("Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: "),
+        "{rest:?}"
+    );
+    assert!(response.trailers.is_empty(), "{:?}", response.trailers);
+    function.stop();
+}
