@@ -132,9 +132,9 @@ pub fn embeddings(dims: usize) -> String {
 /// upstream connection. It parses nothing, so what it adds is the cost of one more loopback hop
 /// through another process on this machine, the floor under any proxy that terminates the
 /// client's connection. Runs in its own process (`--relay-to`), which reads the address from
-/// stderr as it does the proxy's.
-pub async fn relay(target: SocketAddr) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
+/// stderr as it does the proxy's. `listen` may have port 0 (any free port).
+pub async fn relay(target: SocketAddr, listen: SocketAddr) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(listen)
         .await
         .map_err(|err| format!("cannot bind the relay: {err}"))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;

@@ -13,12 +13,21 @@
 #![expect(clippy::print_stdout, reason = "the benchmark's table is its output")]
 
 mod cells;
+mod cpu_share;
 mod fake;
+mod function;
+mod instructions;
+mod lambda;
+mod lambda_cells;
+mod lambda_measure;
 mod latency;
 mod limits;
+mod peers;
 mod process;
 mod report;
 mod resources;
+mod rounds;
+mod runtime_api;
 mod signing;
 mod soak;
 mod stats;
@@ -135,7 +144,8 @@ async fn main() -> Result<(), String> {
         })
         .collect();
     if let Some(target) = value_of("--relay-to") {
-        return relay_process(&target).await;
+        let listen = value_of("--listen").unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        return relay_process(&target, &listen).await;
     }
     let epoch = Instant::now();
     let fake = fake::start(epoch).await?;
@@ -213,10 +223,16 @@ async fn main() -> Result<(), String> {
         metering_cells(&plan, &mut report);
     }
     if plan.runs("B13") {
+        peers::peer_cells(&plan, &http, &direct, &settings, &dir, epoch, &mut report).await?;
+    }
+    if plan.runs("B15") {
         signing::signing_cells(&plan, &mut report).await;
     }
     if plan.runs("B14") {
         limits::limits_cells(&plan, &upstream, &mut report).await?;
+    }
+    if plan.runs("B16") {
+        instructions::instruction_cells(&plan, &settings, fake.addr, &mut report).await?;
     }
     if plan.runs("B7") {
         startup_cells(&plan, &settings, &upstream, &mut report).await?;
@@ -245,6 +261,18 @@ async fn main() -> Result<(), String> {
         Some(size <= 10_000_000),
     );
     report.figure("b9_binary_bytes", json!(size));
+    if plan.runs("B11") || plan.runs("B12") {
+        lambda_cells::lambda_cells(
+            &plan,
+            &direct,
+            &through,
+            &proxy,
+            epoch,
+            &settings,
+            &mut report,
+        )
+        .await?;
+    }
 
     if plan.smoke && plan.runs("S1") {
         // The soak's code path, briefly, so `make test` proves `make soak` still works.
@@ -268,9 +296,10 @@ async fn main() -> Result<(), String> {
     clippy::print_stderr,
     reason = "the parent reads the address from stderr"
 )]
-async fn relay_process(target: &str) -> Result<(), String> {
+async fn relay_process(target: &str, listen: &str) -> Result<(), String> {
     let target = target.parse().map_err(|_| "--relay-to takes an address")?;
-    let addr = fake::relay(target).await?;
+    let listen = listen.parse().map_err(|_| "--listen takes an address")?;
+    let addr = fake::relay(target, listen).await?;
     eprintln!("relay listening on http://{addr}");
     std::future::pending().await
 }
