@@ -38,20 +38,24 @@ impl RequestRecord {
     /// The log line and the EMF record in one JSON line, one write: EMF records are log events
     /// themselves, so the line's own fields sit beside the metrics. The `model` and `upstream`
     /// members are the metrics' dimensions (`(none)` where no upstream answered 2xx, or none was
-    /// asked); a model asked for and not answered for is `requested_model`.
+    /// asked); a model asked for and not answered for is `requested_model`, an upstream chosen
+    /// and not answered by (unreachable, or the proxy answered first) `requested_upstream`.
     pub fn line_with_emf(&self, namespace: &str, duration: Duration) -> String {
         let mut aws = String::with_capacity(400);
         self.push_aws(&mut aws, namespace);
         let mut line = Line::start(LineFormat::Json, &aws);
-        let model = self.model_dimension();
-        self.push_fields(
-            &mut line,
-            Some(self.upstream_dimension()),
-            Some(model),
-            duration,
-        );
+        let (model, upstream) = (self.model_dimension(), self.upstream_dimension());
+        self.push_fields(&mut line, Some(upstream), Some(model), duration);
+        // What the dimensions leave out: the model asked for, the upstream chosen.
         if let Some(requested) = self.model.as_deref().filter(|&asked| asked != model) {
             line.str("requested_model", requested);
+        }
+        if let Some(chosen) = self
+            .upstream
+            .as_deref()
+            .filter(|&chosen| chosen != upstream)
+        {
+            line.str("requested_upstream", chosen);
         }
         let mut metrics = String::with_capacity(200);
         self.push_metrics(&mut metrics, duration);
@@ -195,4 +199,78 @@ pub fn key_map_failure(namespace: &str) -> String {
         "KeyMapLoadFailures": 1,
     });
     record.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::metering::Metering;
+
+    /// A request the proxy refused after choosing its upstream (a 429 from a limit).
+    fn refused() -> RequestRecord {
+        let metering = Metering {
+            emf_namespace: None,
+            include_stream_usage: true,
+            line_format: LineFormat::Json,
+        };
+        let mut record = RequestRecord::new(
+            &metering,
+            Some("id-1"),
+            &http::Method::POST,
+            "chat.completions",
+        );
+        record.tenant = "team \"a\"".to_owned();
+        record.model = Some("gpt-4o-mini".to_owned());
+        record.upstream = Some("azure".into());
+        record.status = 429;
+        record
+    }
+
+    /// Every metric `_aws` names is a number at the root, and every dimension a string.
+    fn check_emf(record: &Value) {
+        let directive = &record["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "ns");
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(record[name].is_number(), "{name} missing in {record}");
+        }
+        for set in directive["Dimensions"].as_array().unwrap() {
+            for dimension in set.as_array().unwrap() {
+                let name = dimension.as_str().unwrap();
+                assert!(record[name].is_string(), "{name} missing in {record}");
+            }
+        }
+        assert!(record["_aws"]["Timestamp"].is_u64());
+    }
+
+    #[test]
+    fn the_record_alone_and_the_line_with_it_are_valid_emf() {
+        let record = refused();
+        let alone: Value =
+            serde_json::from_str(&record.emf("ns", Duration::from_micros(2_178))).unwrap();
+        check_emf(&alone);
+        assert_eq!(alone["model"], "(none)");
+        assert_eq!(alone["upstream"], "(none)");
+        assert_eq!(alone["tenant"], "team \"a\"");
+        assert_eq!(alone["Duration"].as_f64(), Some(2.178));
+
+        let line = record.line_with_emf("ns", Duration::from_micros(2_178));
+        assert!(
+            line.ends_with("}\n") && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        let line: Value = serde_json::from_str(&line).unwrap();
+        check_emf(&line);
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["target"], "openai_proxy::request");
+        assert_eq!(line["status"], 429);
+        assert_eq!(line["duration_ms"].as_f64(), Some(2.178));
+        // The dimensions say `(none)`; what the request asked for and was sent to stays.
+        assert_eq!(line["model"], "(none)");
+        assert_eq!(line["requested_model"], "gpt-4o-mini");
+        assert_eq!(line["upstream"], "(none)");
+        assert_eq!(line["requested_upstream"], "azure");
+    }
 }

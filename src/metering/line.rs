@@ -2,9 +2,10 @@
 //!
 //! tracing-subscriber's formatter visits each field through `fmt::Debug`, which cost about 23,000
 //! instructions per request under callgrind, a sixth of all the proxy did for a chat request; this
-//! writer does the same line in a few thousand. The line looks as it did: the same fields, names
-//! and order; JSON (`LOG_FORMAT=json`, Lambda's JSON log format) or `name=value` text. `RUST_LOG`
-//! still decides whether it is written (target `openai_proxy::request`, level INFO).
+//! writer does the same line in a few thousand. The JSON line (`LOG_FORMAT=json`, Lambda's JSON
+//! log format) has the same members in the same order; the `name=value` text line the same fields,
+//! with a value quoted only where it could be taken for more fields or lines, and no colours.
+//! `RUST_LOG` still decides whether it is written (target `openai_proxy::request`, level INFO).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;

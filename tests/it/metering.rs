@@ -329,9 +329,11 @@ async fn every_request_is_one_log_line_and_one_valid_emf_record_with_the_upstrea
             "(none)"
         };
         assert_eq!(record["model"], model, "{what}");
-        // A model asked for and not answered for stays in the line, apart from the dimension.
-        if case.status != 200 && case.body.contains("\"model\"") && line["tenant"] != "unknown" {
-            assert!(line["requested_model"].is_string(), "{what}");
+        // The refused key's line says no upstream and no model (its body was never read).
+        if case.status == 401 {
+            assert_eq!(line["upstream"], "(none)", "{what}");
+            assert!(line.get("requested_model").is_none(), "{what}");
+            assert!(line.get("requested_upstream").is_none(), "{what}");
         }
         let metered = record["PromptTokens"]
             .as_u64()
