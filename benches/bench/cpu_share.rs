@@ -158,16 +158,16 @@ fn controller() -> Result<(PathBuf, Version), String> {
                 .to_owned(),
         );
     }
-    // A v2 child gets the cpu controller only once its parent hands it down.
+    // A v2 child gets the cpu controller only once its parent hands it down. The bench does
+    // not hand it down itself: that would change the machine's root cgroup for good.
     let subtree = v2.join("cgroup.subtree_control");
     let enabled = std::fs::read_to_string(&subtree).unwrap_or_default();
     if !enabled.split_whitespace().any(|name| name == "cpu") {
-        std::fs::write(&subtree, "+cpu").map_err(|err| {
-            format!(
-                "enabling the cpu controller in {} refused: {err}",
-                subtree.display()
-            )
-        })?;
+        return Err(format!(
+            "the cpu controller is not enabled for child cgroups ({}); `echo +cpu > {}` as root enables it",
+            subtree.display(),
+            subtree.display()
+        ));
     }
     Ok((v2.to_owned(), Version::V2))
 }

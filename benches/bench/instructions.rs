@@ -126,7 +126,7 @@ struct Counted {
 
 impl Counted {
     fn proxy(settings: &[(&str, &str)]) -> Result<Self, String> {
-        let addr = free_addr()?;
+        let addr = crate::process::free_addr()?;
         let mut command = Command::new("valgrind");
         command
             .args(callgrind_args("proxy"))
@@ -139,7 +139,7 @@ impl Counted {
 
     fn relay(upstream: std::net::SocketAddr) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|err| err.to_string())?;
-        let addr = free_addr()?;
+        let addr = crate::process::free_addr()?;
         let mut command = Command::new("valgrind");
         command
             .args(callgrind_args("relay"))
@@ -209,12 +209,19 @@ impl Counted {
         Ok(counted)
     }
 
-    fn control(&self, action: &str) -> Result<(), String> {
-        let status = Command::new("callgrind_control")
+    /// `callgrind_control <action> <pid>`, bounded. The process under valgrind has a cleared
+    /// environment, so its vgdb files are under /tmp: the control command looks there too.
+    async fn control(&self, action: &str) -> Result<(), String> {
+        let run = tokio::process::Command::new("callgrind_control")
             .args([action, &self.child.id().to_string()])
+            .env_remove("TMPDIR")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .kill_on_drop(true)
+            .status();
+        let status = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .map_err(|_| format!("callgrind_control {action} did not finish in 60 s"))?
             .map_err(|err| format!("callgrind_control: {err}"))?;
         if status.success() {
             Ok(())
@@ -228,11 +235,11 @@ impl Counted {
         &mut self,
         work: F,
     ) -> Result<(u64, Duration), String> {
-        self.control("-z")?;
+        self.control("-z").await?;
         let started = Instant::now();
         work.await?;
         let took = started.elapsed();
-        self.control("-d")?;
+        self.control("-d").await?;
         self.dumps += 1;
         let dump = self
             .dir
@@ -272,12 +279,6 @@ fn callgrind_args(name: &str) -> Vec<String> {
         format!("--callgrind-out-file=callgrind.out.%p"),
         format!("--log-file=valgrind-{name}.log"),
     ]
-}
-
-fn free_addr() -> Result<std::net::SocketAddr, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|err| format!("no free port: {err}"))
 }
 
 /// The `summary:` (or `totals:`) line of a callgrind dump: instructions executed.
@@ -321,16 +322,20 @@ async fn lambda_counted(settings: &[(&str, &str)], requests: usize) -> Result<f6
     let api = FakeRuntimeApi::start().await?;
     let mut function = Counted::function(settings, &api)?;
     let chat = crate::lambda::event(CHAT, "application/json")?;
+    let expected = crate::fake::chat_completion().into_bytes();
     let invoke = async |n: usize| -> Result<(), String> {
         for _ in 0..n {
             let id = api.invoke(chat.clone());
-            let answered = api
+            let invocation = api
                 .finished(&id, Duration::from_secs(120))
                 .await
-                .and_then(|invocation| invocation.response)
-                .is_some_and(|response| response.body().ends_with(b"}"));
-            if !answered {
-                return Err("no chat answer from the Lambda-mode proxy under callgrind".to_owned());
+                .ok_or("no chat answer from the Lambda-mode proxy under callgrind")?;
+            let body = crate::lambda::answered(invocation)?.1.body();
+            if body != expected {
+                return Err(format!(
+                    "a wrong chat body from the Lambda-mode proxy under callgrind: {}",
+                    String::from_utf8_lossy(&body)
+                ));
             }
         }
         Ok(())
@@ -380,13 +385,22 @@ async fn stream_many(
             .send()
             .await
             .map_err(|err| format!("a stream failed under callgrind: {err}"))?;
-        let mut chunks = response.bytes_stream();
-        let mut received = 0;
-        while let Some(chunk) = chunks.next().await {
-            received += chunk.map_err(|err| err.to_string())?.len();
+        if !response.status().is_success() {
+            return Err(format!(
+                "a stream answered {} under callgrind",
+                response.status()
+            ));
         }
-        if received == 0 {
-            return Err("an empty stream under callgrind".to_owned());
+        let mut chunks = response.bytes_stream();
+        let mut received = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            received.extend_from_slice(&chunk.map_err(|err| err.to_string())?);
+        }
+        let events = received.windows(2).filter(|w| w == b"\n\n").count();
+        if events != frames + 1 || !received.ends_with(b"data: [DONE]\n\n") {
+            return Err(format!(
+                "a stream of {frames} frames arrived as {events} events under callgrind"
+            ));
         }
     }
     Ok(())

@@ -169,7 +169,7 @@ impl Front {
     }
 }
 
-fn answered(invocation: Invocation) -> Result<(Instant, Streamed), String> {
+pub fn answered(invocation: Invocation) -> Result<(Instant, Streamed), String> {
     if let Some(error) = &invocation.error {
         return Err(format!(
             "the invocation was reported failed ({:?}): {}: {}",

@@ -193,7 +193,7 @@ pub fn binary() -> &'static Path {
 }
 
 /// A port free on loopback now (bound, then let go, for the child to bind).
-fn free_addr() -> Result<SocketAddr, String> {
+pub fn free_addr() -> Result<SocketAddr, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|err| format!("no free port: {err}"))
