@@ -206,15 +206,15 @@ impl RequestRecord {
         line.str("tenant", &self.tenant);
         line.str("method", self.method.as_str());
         line.str("route", &self.route);
-        line.opt_str("upstream", upstream);
-        line.opt_str("model", model);
+        line.opt_quoted("upstream", upstream);
+        line.opt_quoted("model", model);
         line.bool("stream", self.stream);
         line.u64("status", u64::from(self.status));
         line.opt_u64("upstream_status", self.upstream_status.map(u64::from));
-        line.opt_str("upstream_request_id", self.upstream_request_id.as_deref());
-        line.str("outcome", self.outcome.as_str());
-        line.opt_str("key_id", self.key_id.as_deref());
-        line.opt_str("limit", self.limit);
+        line.opt_quoted("upstream_request_id", self.upstream_request_id.as_deref());
+        line.quoted("outcome", self.outcome.as_str());
+        line.opt_quoted("key_id", self.key_id.as_deref());
+        line.opt_quoted("limit", self.limit);
         if self.limits_store_error {
             line.bool("limits_store_error", true);
         }

@@ -48,14 +48,14 @@ impl RequestRecord {
         self.push_fields(&mut line, Some(upstream), Some(model), duration);
         // What the dimensions leave out: the model asked for, the upstream chosen.
         if let Some(requested) = self.model.as_deref().filter(|&asked| asked != model) {
-            line.str("requested_model", requested);
+            line.quoted("requested_model", requested);
         }
         if let Some(chosen) = self
             .upstream
             .as_deref()
             .filter(|&chosen| chosen != upstream)
         {
-            line.str("requested_upstream", chosen);
+            line.quoted("requested_upstream", chosen);
         }
         let mut metrics = String::with_capacity(200);
         self.push_metrics(&mut metrics, duration);

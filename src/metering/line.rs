@@ -4,7 +4,8 @@
 //! instructions per request under callgrind, a sixth of all the proxy did for a chat request; this
 //! writer does the same line in a few thousand. The JSON line (`LOG_FORMAT=json`, Lambda's JSON
 //! log format) has the same members in the same order; the `name=value` text line the same fields,
-//! with a value quoted only where it could be taken for more fields or lines, and no colours.
+//! quoted as tracing quoted them (the request id, tenant, method and route bare, unless a value
+//! could be taken for more fields or lines), and no colours.
 //! `RUST_LOG` still decides whether it is written (target `openai_proxy::request`, level INFO).
 
 use std::fmt::Write as _;
@@ -78,12 +79,12 @@ impl Line {
     /// A string field. Text lines quote (and escape) a value that could be mistaken for more
     /// fields or lines; JSON always does.
     pub fn str(&mut self, name: &str, value: &str) {
-        self.name(name);
         let bare = !self.json
             && !value.is_empty()
             && value
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\');
+        self.name(name);
         if bare {
             self.out.push_str(value);
         } else {
@@ -91,9 +92,16 @@ impl Line {
         }
     }
 
-    pub fn opt_str(&mut self, name: &str, value: Option<&str>) {
+    /// A string field quoted in text lines too, as tracing wrote its string values
+    /// (`outcome="complete"`, `upstream="default"`): what people grep for stays the same.
+    pub fn quoted(&mut self, name: &str, value: &str) {
+        self.name(name);
+        push_json_string(&mut self.out, value);
+    }
+
+    pub fn opt_quoted(&mut self, name: &str, value: Option<&str>) {
         if let Some(value) = value {
-            self.str(name, value);
+            self.quoted(name, value);
         }
     }
 
@@ -273,10 +281,11 @@ mod tests {
         line.str("tenant", "team-a");
         line.str("model", "x status=200\nINFO forged");
         line.str("empty", "");
+        line.quoted("outcome", "complete");
         let text = line.finish();
         assert_eq!(
             text,
-            " INFO openai_proxy::request: request tenant=team-a model=\"x status=200\\nINFO forged\" empty=\"\"\n"
+            " INFO openai_proxy::request: request tenant=team-a model=\"x status=200\\nINFO forged\" empty=\"\" outcome=\"complete\"\n"
         );
     }
 
