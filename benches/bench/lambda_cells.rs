@@ -200,17 +200,7 @@ async fn cpu_share_cells(setup: &Setup<'_>, report: &mut Report) -> Result<(), S
 
 /// The key map in moto's Secrets Manager, and the settings that read it from there (B7's).
 async fn moto_settings(moto: &Moto, upstream: &str) -> Result<Vec<(String, String)>, String> {
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "testing", "testing", None, None, "bench",
-            ))
-            .endpoint_url(&moto.endpoint)
-            .http_client(openai_proxy::aws::https_client())
-            .build(),
-    );
+    let secrets = moto.secrets();
     let secret = "bench/lambda-keys";
     secrets
         .create_secret()

@@ -218,6 +218,21 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// A Secrets Manager client for this moto, with the test credentials moto takes.
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+                .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                    "testing", "testing", None, None, "bench",
+                ))
+                .endpoint_url(&self.endpoint)
+                .http_client(openai_proxy::aws::https_client())
+                .build(),
+        )
+    }
+
     pub async fn start() -> Result<Self, String> {
         let server = venv_tool("moto_server");
         if !server.exists() {

@@ -80,17 +80,7 @@ pub async fn startup_cells(
     report: &mut Report,
 ) -> Result<(), String> {
     let moto = Moto::start().await?;
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "testing", "testing", None, None, "bench",
-            ))
-            .endpoint_url(&moto.endpoint)
-            .http_client(openai_proxy::aws::https_client())
-            .build(),
-    );
+    let secrets = moto.secrets();
     secrets
         .create_secret()
         .name("bench/keys")
