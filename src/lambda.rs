@@ -1,62 +1,101 @@
-//! The Lambda front door: the router as a response-streaming handler, polled by the runtime
-//! (`_concurrent`, so Lambda Managed Instances get one worker per `AWS_LAMBDA_MAX_CONCURRENCY`).
+//! The Lambda front door: the router behind a Runtime API client of the proxy's own, in
+//! response-streaming mode. lambda_http still turns each function-URL event into a request (and
+//! its `Context`, which holds the deadline); the loop around it is here because `lambda_runtime`
+//! 1.5 connects to the Runtime API without `TCP_NODELAY` and posts a streamed response in several
+//! small writes: Nagle's algorithm held each write after the first until the Runtime API's delayed
+//! ACK, about 40 ms per invocation on the benchmark's fake Runtime API (B11). This client sets
+//! `TCP_NODELAY`, and hands the prelude and its delimiter over together, so they leave in one
+//! write.
 //!
-//! One failed invocation costs that invocation, never the process. The runtime ends its loop when
-//! posting a response to the Runtime API fails (its connection closed, a broken pipe), which on
-//! Lambda throws the execution environment away: a cold start for the next request, and under
-//! Managed Instances every other invocation it was serving. That happens when the function URL's
-//! client leaves before the stream is done (`cargo lambda watch` closes the response then; AWS
-//! documents that a real function URL keeps a streamed invocation running instead). The failure
-//! is logged with the invocation's id and the runtime takes the next event. A Runtime API that is
-//! really gone still ends a one-worker process at its next poll for an event; lambda_runtime's
-//! concurrent workers (Managed Instances) retry that poll instead, as they always have.
+//! One failed invocation costs that invocation, never the process: a response the Runtime API
+//! cuts off (its function URL client left, under `cargo lambda watch`) is logged with the
+//! invocation's id and the next event is taken. An event that is not a function-URL request is
+//! reported on the invocation's `/error`. A Runtime API that is gone ends the process at its next
+//! poll for an event, as Lambda expects of a runtime. Under Lambda Managed Instances
+//! (`AWS_LAMBDA_MAX_CONCURRENCY`) as many workers poll at once.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+mod runtime_api;
+
+use std::sync::Arc;
 
 use axum::Router;
-use lambda_http::Error as BoxError;
-use lambda_http::lambda_runtime::{LambdaInvocation, Service};
-use lambda_http::tower::layer::layer_fn;
+use lambda_http::ext::RequestExt;
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::ServiceExt;
+use lambda_http::{Context, Error as BoxError};
+
+use runtime_api::{Next, RuntimeApi};
 
 pub async fn serve(app: Router) -> Result<(), BoxError> {
-    lambda_http::streaming_runtime_concurrent(app)
-        .layer(layer_fn(OneInvocationFails))
-        .run_concurrent()
-        .await
+    let api = RuntimeApi::from_env()?;
+    let config = Arc::new(lambda_http::lambda_runtime::Config::from_env());
+    let workers = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|&workers| workers > 0)
+        .unwrap_or(1);
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        running.spawn(worker(api.clone(), config.clone(), app.clone()));
+    }
+    // The first worker to end (its Runtime API gone) ends the process.
+    match running.join_next().await {
+        Some(Ok(ended)) => ended,
+        Some(Err(panicked)) => Err(panicked.into()),
+        None => Ok(()),
+    }
 }
 
-/// Wraps the runtime's whole stack for one invocation (the handler, and posting its response):
-/// an error is logged and that invocation is over.
-#[derive(Clone)]
-pub struct OneInvocationFails<S>(pub S);
-
-impl<S> Service<LambdaInvocation> for OneInvocationFails<S>
-where
-    S: Service<LambdaInvocation, Response = (), Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = ();
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx)
+/// Takes events one after another until the Runtime API cannot be reached.
+async fn worker(
+    api: RuntimeApi,
+    config: Arc<lambda_http::lambda_runtime::Config>,
+    app: Router,
+) -> Result<(), BoxError> {
+    loop {
+        let next = api.next().await?;
+        if let Err(err) = invoke(&api, &config, &app, &next).await {
+            tracing::error!(
+                requestId = %next.request_id,
+                error = %err,
+                "the response to this invocation could not be delivered to the Lambda Runtime API (did its client leave?); taking the next event"
+            );
+        }
     }
+}
 
-    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
-        let request_id = invocation.context.request_id.clone();
-        let answered = self.0.call(invocation);
-        Box::pin(async move {
-            if let Err(err) = answered.await {
-                tracing::error!(
-                    requestId = %request_id,
-                    error = %err,
-                    "the response to this invocation could not be delivered to the Lambda Runtime API (did its client leave?); taking the next event"
-                );
-            }
-            Ok(())
-        })
+/// One invocation: the event as a request to the router, its response streamed back.
+async fn invoke(
+    api: &RuntimeApi,
+    config: &Arc<lambda_http::lambda_runtime::Config>,
+    app: &Router,
+    next: &Next,
+) -> Result<(), BoxError> {
+    let context = match Context::new(&next.request_id, config.clone(), &next.headers) {
+        Ok(context) => context,
+        Err(err) => {
+            let message = format!("the invocation's headers are not Lambda's: {err}");
+            return api.error(next, "Runtime.InvalidContext", &message).await;
+        }
+    };
+    let event: LambdaRequest = match serde_json::from_slice(&next.event) {
+        Ok(event) => event,
+        Err(err) => {
+            // serde_json's message names a position, never the event's contents.
+            let message = format!("the event is not a function URL request: {err}");
+            return api.error(next, "Runtime.DeserializeError", &message).await;
+        }
+    };
+    let mut request = lambda_http::Request::from(event);
+    if let Some(trace) = context.xray_trace_id.as_deref()
+        && let Ok(value) = trace.parse()
+    {
+        request.headers_mut().insert("x-amzn-trace-id", value);
     }
+    let request = request.with_lambda_context(context);
+    let response = match app.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    api.respond(next, response).await
 }

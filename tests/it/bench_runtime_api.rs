@@ -1,7 +1,7 @@
-//! The benchmark's fake Lambda Runtime API (benches/bench/runtime_api.rs) held to the real
-//! `lambda_runtime` client inside the proxy binary: a streamed answer reaches it chunk by chunk
-//! with the upstream's bytes, an event the runtime cannot take is reported on `/error` as the
-//! runtime reports it, and a body that breaks mid-stream is recorded as the runtime sends it.
+//! The benchmark's fake Lambda Runtime API (benches/bench/runtime_api.rs) held to the proxy
+//! binary's Runtime API client (`src/lambda.rs`): a streamed answer reaches it chunk by chunk
+//! with the upstream's bytes, an event the function cannot take is reported on `/error`, and a
+//! body that breaks mid-stream ends with the error in the trailers, as the Runtime API documents.
 
 #[expect(
     dead_code,
@@ -160,13 +160,15 @@ async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the
     let failed = api.finished(&id, WAIT).await.unwrap();
     assert!(failed.response.is_none(), "{:?}", failed.response);
     let error = failed.error.unwrap();
-    // As lambda_runtime reports an event it cannot deserialize (`EventErrorRequest`).
-    assert_eq!(error.type_header.as_deref(), Some("unhandled"));
-    assert!(error.error_type.contains("DeserializeError"), "{error:?}");
+    assert_eq!(
+        error.type_header.as_deref(),
+        Some("Runtime.DeserializeError")
+    );
+    assert_eq!(error.error_type, "Runtime.DeserializeError", "{error:?}");
     assert!(
         error
             .error_message
-            .contains("failed to deserialize the incoming data"),
+            .contains("the event is not a function URL request"),
         "{error:?}"
     );
 
@@ -188,12 +190,11 @@ async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the
     function.stop();
 }
 
-/// lambda_runtime 1.5 announces `Lambda-Runtime-Function-Error-Type` and `-Body` as trailers but
-/// writes them into the body instead (`requests.rs`: `to_tailer()` sent as a data chunk), so the
-/// Runtime API receives them as body bytes after the last good chunk, and no trailers. The fake
-/// records what arrives as it arrives; this pins down what that is today.
+/// A body that breaks after its first chunk: the Runtime API gets that chunk, then the error as
+/// the trailers `Lambda-Runtime-Function-Error-Type` and `-Body` (base64 of the error's JSON),
+/// and nothing of it in the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_breaks_mid_stream_reaches_the_fake_as_lambda_runtime_sends_it() {
+async fn a_body_that_breaks_mid_stream_ends_with_the_error_in_the_trailers() {
     let (release_tx, release_rx) = oneshot::channel::<()>();
     let release = Mutex::new(Some(release_rx));
     let upstream = FakeUpstream::start(move |received| {
@@ -242,11 +243,25 @@ async fn a_body_that_breaks_mid_stream_reaches_the_fake_as_lambda_runtime_sends_
         "{:?}",
         String::from_utf8_lossy(&body)
     );
-    let rest = String::from_utf8_lossy(&body[first.len()..]).into_owned();
-    assert!(
-        rest.starts_with("Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: "),
-        "{rest:?}"
+    assert_eq!(body, first, "{:?}", String::from_utf8_lossy(&body));
+    let trailer = |name: &str| {
+        response
+            .trailers
+            .iter()
+            .find(|(found, _)| found.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(
+        trailer("lambda-runtime-function-error-type").as_deref(),
+        Some("Runtime.StreamError"),
+        "{:?}",
+        response.trailers
     );
-    assert!(response.trailers.is_empty(), "{:?}", response.trailers);
+    let encoded = trailer("lambda-runtime-function-error-body").unwrap();
+    let decoded =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+    let error: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(error["errorType"], "Runtime.StreamError", "{error}");
+    assert!(error["errorMessage"].is_string(), "{error}");
     function.stop();
 }

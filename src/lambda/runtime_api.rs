@@ -1,0 +1,234 @@
+//! The Lambda Runtime API, as a function uses it (docs.aws.amazon.com/lambda/latest/dg/
+//! runtimes-api.html, and runtimes-custom.html for response streaming): `GET …/invocation/next`
+//! for an event, `POST …/invocation/{id}/response` streamed (a JSON prelude with the status and
+//! headers, eight NUL bytes, then the body as it comes; a failure mid-body in the trailers), and
+//! `POST …/invocation/{id}/error`.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use base64::Engine as _;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lambda_http::Error as BoxError;
+use lambda_http::lambda_runtime::MetadataPrelude;
+
+const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+const INVOCATION_ID: &str = "lambda-runtime-invocation-id";
+const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+const ERROR_BODY: &str = "lambda-runtime-function-error-body";
+/// The response's media type for a function URL (or API Gateway) in streaming mode.
+const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-response";
+
+type PostBody = UnsyncBoxBody<Bytes, BoxError>;
+
+#[derive(Clone)]
+pub struct RuntimeApi {
+    client: Client<HttpConnector, PostBody>,
+    /// `http://host:port/2018-06-01/runtime` (or under the path `cargo lambda watch` gives).
+    base: String,
+}
+
+/// One invocation, as `/next` gave it.
+pub struct Next {
+    pub request_id: String,
+    /// Under Lambda Managed Instances, echoed on the response.
+    invocation_id: Option<HeaderValue>,
+    pub headers: HeaderMap,
+    pub event: Bytes,
+}
+
+impl RuntimeApi {
+    /// The Runtime API at `AWS_LAMBDA_RUNTIME_API`.
+    pub fn from_env() -> Result<Self, BoxError> {
+        let address = std::env::var("AWS_LAMBDA_RUNTIME_API")?;
+        let mut connector = HttpConnector::new();
+        // Small writes (the prelude, each streamed chunk) must not wait for the last one's ACK.
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // Lambda gives `host:port`; `cargo lambda watch` a whole URL with a path.
+        let address = address.trim().trim_end_matches('/');
+        let origin = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("http://{address}")
+        };
+        Ok(Self {
+            client,
+            base: format!("{origin}/2018-06-01/runtime"),
+        })
+    }
+
+    /// Waits for the next event (a long poll).
+    pub async fn next(&self) -> Result<Next, BoxError> {
+        let request = Request::get(format!("{}/invocation/next", self.base)).body(empty())?;
+        let response = self.client.request(request).await.map_err(|err| {
+            format!(
+                "the Lambda Runtime API at {} cannot be reached: {}",
+                self.base,
+                crate::upstream::ErrorChain(&err)
+            )
+        })?;
+        let (parts, body) = response.into_parts();
+        if !parts.status.is_success() {
+            return Err(format!("the Runtime API answered {} to /next", parts.status).into());
+        }
+        let event = body.collect().await?.to_bytes();
+        let request_id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|id| id.to_str().ok())
+            .ok_or("an event without a request id")?
+            .to_owned();
+        Ok(Next {
+            request_id,
+            invocation_id: parts.headers.get(INVOCATION_ID).cloned(),
+            headers: parts.headers,
+            event,
+        })
+    }
+
+    /// Streams `response` back as the invocation's answer; the `Ok` is the Runtime API's
+    /// acknowledgement once the whole body went out.
+    pub async fn respond(&self, next: &Next, response: Response<Body>) -> Result<(), BoxError> {
+        let (parts, body) = response.into_parts();
+        let mut headers = parts.headers;
+        let cookies = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|cookie| String::from_utf8_lossy(cookie.as_bytes()).into_owned())
+            .collect();
+        headers.remove(SET_COOKIE);
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/octet-stream"));
+        let prelude = MetadataPrelude {
+            status_code: parts.status,
+            headers,
+            cookies,
+        };
+        let streamed = Streamed {
+            head: vec![
+                Bytes::from(serde_json::to_vec(&prelude)?),
+                Bytes::from_static(&[0; 8]),
+            ],
+            body,
+            over: false,
+        };
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!(
+                "{}/invocation/{}/response",
+                self.base, next.request_id
+            ))
+            .header("lambda-runtime-function-response-mode", "streaming")
+            .header(CONTENT_TYPE, HTTP_INTEGRATION)
+            .header("trailer", ERROR_TYPE)
+            .header("trailer", ERROR_BODY)
+            .body(UnsyncBoxBody::new(streamed))?;
+        if let Some(id) = &next.invocation_id {
+            request.headers_mut().insert(INVOCATION_ID, id.clone());
+        }
+        self.acknowledged(request).await
+    }
+
+    /// Reports that the invocation failed before it had an answer.
+    pub async fn error(&self, next: &Next, kind: &str, message: &str) -> Result<(), BoxError> {
+        let body = serde_json::json!({"errorType": kind, "errorMessage": message}).to_string();
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!(
+                "{}/invocation/{}/error",
+                self.base, next.request_id
+            ))
+            .header(ERROR_TYPE, kind)
+            .header(CONTENT_TYPE, "application/json")
+            .body(full(body))?;
+        if let Some(id) = &next.invocation_id {
+            request.headers_mut().insert(INVOCATION_ID, id.clone());
+        }
+        tracing::error!(requestId = %next.request_id, error = message, "invocation failed");
+        self.acknowledged(request).await
+    }
+
+    async fn acknowledged(&self, request: Request<PostBody>) -> Result<(), BoxError> {
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        // Read to the end, so the connection goes back to the pool.
+        let _ = response.into_body().collect().await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the Runtime API answered {status}").into())
+        }
+    }
+}
+
+fn empty() -> PostBody {
+    full(Bytes::new())
+}
+
+fn full(bytes: impl Into<Bytes>) -> PostBody {
+    UnsyncBoxBody::new(http_body_util::Full::new(bytes.into()).map_err(|never| match never {}))
+}
+
+/// The response's prelude and delimiter, then the router's body as it comes. The two are chunks
+/// of their own, as `cargo lambda watch` reads them, ready at once, so they leave in one write.
+/// A body that fails ends with the error in the trailers, as the Runtime API expects.
+struct Streamed {
+    /// What is still to go before the body.
+    head: Vec<Bytes>,
+    body: Body,
+    over: bool,
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.head.is_empty() {
+            let next = self.head.remove(0);
+            return Poll::Ready(Some(Ok(Frame::data(next))));
+        }
+        if self.over {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(err))) => {
+                self.over = true;
+                Poll::Ready(Some(Ok(Frame::trailers(error_trailers(&err.to_string())))))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty() && (self.over || self.body.is_end_stream())
+    }
+}
+
+/// `Lambda-Runtime-Function-Error-Type` and `-Body` (base64 of the error's JSON).
+fn error_trailers(message: &str) -> HeaderMap {
+    let body = serde_json::json!({"errorType": "Runtime.StreamError", "errorMessage": message});
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body.to_string());
+    let mut trailers = HeaderMap::new();
+    trailers.insert(
+        HeaderName::from_static(ERROR_TYPE),
+        HeaderValue::from_static("Runtime.StreamError"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        trailers.insert(HeaderName::from_static(ERROR_BODY), value);
+    }
+    trailers
+}
