@@ -107,6 +107,29 @@ impl BinaryProxy {
         format!("http://{}/v1", self.addr)
     }
 
+    /// Waits (bounded) for a log line that `matches`: for what the process logs after the event
+    /// a test saw, such as a failure logged once the connection it failed on is gone.
+    pub fn wait_for_line(&mut self, matches: impl Fn(&str) -> bool) {
+        if self.log.iter().any(|line| matches(line)) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(Line::Out(line)) => self.stdout.push(line),
+                Ok(Line::Err(line)) => {
+                    let found = matches(&line);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no such log line; stderr:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
     /// Kills the process and returns everything it wrote to stderr.
     pub fn stop(self) -> String {
         self.stop_with_stdout().0
