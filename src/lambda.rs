@@ -73,16 +73,24 @@ async fn invoke(
 ) -> Result<(), BoxError> {
     let context = match Context::new(&next.request_id, config.clone(), &next.headers) {
         Ok(context) => context,
-        Err(err) => {
-            let message = format!("the invocation's headers are not Lambda's: {err}");
-            return api.error(next, "Runtime.InvalidContext", &message).await;
+        Err(_) => {
+            // The error could quote a header's value (a client context): not repeated.
+            let message =
+                "the invocation's headers are not Lambda's (deadline, client context or identity)";
+            return api.error(next, "Runtime.InvalidContext", message).await;
         }
     };
     let event: LambdaRequest = match serde_json::from_slice(&next.event) {
         Ok(event) => event,
         Err(err) => {
-            // serde_json's message names a position, never the event's contents.
-            let message = format!("the event is not a function URL request: {err}");
+            // Where and what kind of error, never serde's message: it can quote the event's
+            // values, and an event invoked directly could hold anything.
+            let message = format!(
+                "the event is not a function URL request ({:?} error at line {}, column {})",
+                err.classify(),
+                err.line(),
+                err.column()
+            );
             return api.error(next, "Runtime.DeserializeError", &message).await;
         }
     };
