@@ -118,7 +118,7 @@ impl Config {
         };
 
         let upstream_raw = get("UPSTREAM_BASE_URL").unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
-        let upstream_base_url = match parse_base_url(upstream_raw.trim()) {
+        let upstream_base_url = match crate::upstream::checked_base_url(upstream_raw.trim()) {
             Ok(url) => Some(url),
             Err(problem) => {
                 // The URL is not echoed: a mistaken paste could hold credentials.
@@ -287,23 +287,6 @@ impl Config {
             _ => Err(ConfigErrors(problems)),
         }
     }
-}
-
-fn parse_base_url(raw: &str) -> Result<Url, &'static str> {
-    let mut url = Url::parse(raw).map_err(|_| "not a valid URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("the scheme must be http or https");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are not allowed; keys belong in the key map");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("the URL must not have a query or fragment");
-    }
-    // Paths are appended to the base, so normalise away one trailing slash.
-    let path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&path);
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use outbound::Outbound;
 pub use sigv4::Signer;
-pub use target::{Auth, DEFAULT_NAME, Upstream, secret_header_value};
+pub use target::{Auth, DEFAULT_NAME, Upstream, checked_base_url, secret_header_value};
 
 use crate::config::Config;
 use crate::error::ProxyError;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::http::HeaderName;
-use reqwest::Url;
 use serde_json::Value;
 
 use super::KeyMapError;
@@ -95,7 +94,12 @@ fn parse_one(name: &str, fields: Vec<(String, Node)>) -> Result<Upstream, Proble
                 .ok_or(Problem::NotAString(field))
         };
         match field.as_str() {
-            "base_url" => base_url = Some(parse_base_url(&text("base_url")?)?),
+            "base_url" => {
+                base_url = Some(
+                    crate::upstream::checked_base_url(&text("base_url")?)
+                        .map_err(|_| Problem::BadBaseUrl)?,
+                )
+            }
             "auth" => auth = Some(text("auth")?),
             "region" => region = Some(text("region")?),
             "service" => service = Some(text("service")?),
@@ -120,17 +124,6 @@ fn parse_one(name: &str, fields: Vec<(String, Node)>) -> Result<Upstream, Proble
     upstream.query = query;
     upstream.include_usage = include_usage;
     Ok(upstream)
-}
-
-fn parse_base_url(raw: &str) -> Result<Url, Problem> {
-    let url = Url::parse(raw).map_err(|_| Problem::BadBaseUrl)?;
-    let acceptable = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some()
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && url.fragment().is_none();
-    acceptable.then_some(url).ok_or(Problem::BadBaseUrl)
 }
 
 fn parse_headers(value: &Value) -> Option<axum::http::HeaderMap> {

@@ -14,6 +14,25 @@ use crate::keys::RealKey;
 /// The name the default upstream goes by in records, `/health` and `x-openai-proxy-upstream`.
 pub const DEFAULT_NAME: &str = "default";
 
+/// An upstream's base URL as `UPSTREAM_BASE_URL` or a key map's `base_url` gives it: http or
+/// https with a host, no credentials (keys belong in the key map), no query or fragment; one
+/// trailing slash normalised away, since request paths are appended to it.
+pub fn checked_base_url(raw: &str) -> Result<Url, &'static str> {
+    let mut url = Url::parse(raw).map_err(|_| "not a valid URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("the scheme must be http or https, with a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; keys belong in the key map");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not have a query or fragment");
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
 /// How requests to an upstream are authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
