@@ -15,7 +15,7 @@ use crate::process::{Moto, Proxy};
 use crate::report::Report;
 use crate::rounds::Arm;
 use crate::stats::round;
-use crate::{Plan, key_map};
+use crate::Plan;
 
 /// B11's function is not confined (B12 does that); it is told the template's default size.
 const B11_MEMORY_MB: u32 = 512;
@@ -39,7 +39,9 @@ pub async fn lambda_cells(
         local,
         epoch,
         from_file: settings,
-        from_moto: moto_settings(&moto, &direct.base).await?,
+        from_moto: moto
+            .key_map_settings("bench/lambda-keys", &direct.base)
+            .await?,
     };
     if plan.runs("B11") {
         front_door_cells(&setup, report).await?;
@@ -196,28 +198,4 @@ async fn cpu_share_cells(setup: &Setup<'_>, report: &mut Report) -> Result<(), S
         report.figure(&key, json);
     }
     Ok(())
-}
-
-/// The key map in moto's Secrets Manager, and the settings that read it from there (B7's).
-async fn moto_settings(moto: &Moto, upstream: &str) -> Result<Vec<(String, String)>, String> {
-    let secrets = moto.secrets();
-    let secret = "bench/lambda-keys";
-    secrets
-        .create_secret()
-        .name(secret)
-        .secret_string(key_map())
-        .send()
-        .await
-        .map_err(|err| format!("moto: {err}"))?;
-    Ok([
-        ("KEY_MAP_SECRET_ID", secret),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPSTREAM_BASE_URL", upstream),
-    ]
-    .map(|(name, value)| (name.to_owned(), value.to_owned()))
-    .to_vec())
 }

@@ -233,6 +233,33 @@ impl Moto {
         )
     }
 
+    /// Stores the bench's key map as secret `name`, and returns the settings that make the proxy
+    /// read it from there (with `upstream` as its upstream).
+    pub async fn key_map_settings(
+        &self,
+        name: &str,
+        upstream: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        self.secrets()
+            .create_secret()
+            .name(name)
+            .secret_string(crate::key_map())
+            .send()
+            .await
+            .map_err(|err| format!("moto: {err}"))?;
+        Ok([
+            ("KEY_MAP_SECRET_ID", name),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("UPSTREAM_BASE_URL", upstream),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .to_vec())
+    }
+
     pub async fn start() -> Result<Self, String> {
         let server = venv_tool("moto_server");
         if !server.exists() {

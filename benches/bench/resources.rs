@@ -80,23 +80,11 @@ pub async fn startup_cells(
     report: &mut Report,
 ) -> Result<(), String> {
     let moto = Moto::start().await?;
-    let secrets = moto.secrets();
-    secrets
-        .create_secret()
-        .name("bench/keys")
-        .secret_string(key_map())
-        .send()
-        .await
-        .map_err(|err| format!("moto: {err}"))?;
-    let from_moto = [
-        ("KEY_MAP_SECRET_ID", "bench/keys"),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("UPSTREAM_BASE_URL", upstream),
-    ];
+    let from_moto = moto.key_map_settings("bench/keys", upstream).await?;
+    let from_moto: Vec<(&str, &str)> = from_moto
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
     for (label, envs, target) in [("file", settings, 15.0), ("moto", &from_moto[..], 60.0)] {
         let mut times = Vec::new();
         for _ in 0..plan.startups {
