@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::Plan;
 use crate::cells::{Target, client};
 use crate::cpu_share::{CpuShare, vcpus};
 use crate::lambda::Front;
@@ -15,7 +16,6 @@ use crate::process::{Moto, Proxy};
 use crate::report::Report;
 use crate::rounds::Arm;
 use crate::stats::round;
-use crate::Plan;
 
 /// B11's function is not confined (B12 does that); it is told the template's default size.
 const B11_MEMORY_MB: u32 = 512;
