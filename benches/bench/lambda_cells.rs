@@ -18,7 +18,7 @@ use crate::rounds::Arm;
 use crate::stats::round;
 
 /// B11's function is not confined (B12 does that); it is told the template's default size.
-const B11_MEMORY_MB: u32 = 512;
+const B11_MEMORY_MB: u32 = 256;
 
 /// B11 and B12 (whichever the plan runs), with one moto for both.
 pub async fn lambda_cells(
