@@ -193,7 +193,7 @@ async fn forward_authorized(
     };
     // An empty body reports no usage, and the server may drop it unpolled: a reservation is
     // settled here (given back for a failed answer, kept for a successful one).
-    if response.content_length() == Some(0)
+    if response.body().exact_length() == Some(0)
         && let Some((_, reservation)) = &mut limits
         && let Some(reservation) = reservation.take()
         && !response.status().is_success()
@@ -249,7 +249,7 @@ struct Failed {
 }
 
 impl Sent<'_> {
-    async fn send(self, real_key: Option<&RealKey>) -> Result<reqwest::Response, Failed> {
+    async fn send(self, real_key: Option<&RealKey>) -> Result<upstream::Response, Failed> {
         let client = &self.state.client;
         let request = self
             .outbound
@@ -260,15 +260,13 @@ impl Sent<'_> {
                 delivered: false,
             })?;
         let method = request.method().clone();
-        let sent = before(self.cutoff, client.execute(request))
+        let sent = before(self.cutoff, client.send(request))
             .await
             .map_err(|err| Failed {
                 err,
                 delivered: true,
             })?;
         sent.map_err(|err| {
-            // The URL may hold the upstream's static query, a secret: it is not logged.
-            let err = err.without_url();
             let upstream = &self.outbound.upstream.name;
             tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
             Failed {

@@ -11,6 +11,7 @@ use crate::headers;
 use crate::limits::{RateHeaders, Reservation};
 use crate::metering::RequestRecord;
 use crate::stream::Relayed;
+use crate::upstream;
 use crate::usage::UsageWatch;
 
 /// Says which upstream served the request, by its key-map name (`default`: `UPSTREAM_BASE_URL`).
@@ -18,7 +19,7 @@ const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-openai-proxy-upst
 
 /// The upstream's answer (head received), and how to relay its body.
 pub struct Answer {
-    pub response: reqwest::Response,
+    pub response: upstream::Response,
     pub cutoff: Option<Instant>,
     /// The proxy added `stream_options.include_usage`; the stream is to be restored.
     pub undo_include_usage: bool,
@@ -80,13 +81,19 @@ pub fn relay(answer: Answer, mut record: RequestRecord) -> Response {
     let length = if is_sse || bodyless {
         None
     } else {
-        response.content_length()
+        response.body().exact_length()
     };
     let reservation = reservation
         .flatten()
         .map(|reservation| (reservation, status.is_success()));
-    let stream = response.bytes_stream();
-    let body = Relayed::new(stream, length, cutoff, watch, record, reservation);
+    let body = Relayed::new(
+        response.into_body(),
+        length,
+        cutoff,
+        watch,
+        record,
+        reservation,
+    );
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -16,7 +16,7 @@ use crate::upstream::{self, Signer, Upstream};
 /// Cheap to clone: every field is shared.
 #[derive(Clone)]
 pub struct AppState {
-    pub client: reqwest::Client,
+    pub client: upstream::Client,
     pub keys: Arc<KeyCache>,
     /// The `UPSTREAM_BASE_URL` upstream, for keys that name none.
     pub default_upstream: Arc<Upstream>,
@@ -33,7 +33,7 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] rustls::Error),
     #[error("{0}")]
     KeyMap(#[from] SourceError),
 }
@@ -84,9 +84,9 @@ impl AppState {
         }
     }
 
-    pub fn new(config: &Config, keys: Arc<KeyCache>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &Config, keys: Arc<KeyCache>) -> Result<Self, rustls::Error> {
         Ok(Self {
-            client: upstream::client(config)?,
+            client: upstream::Client::new(config)?,
             keys,
             default_upstream: Arc::new(Upstream::default_at(&config.upstream_base_url)),
             signer: Arc::default(),

@@ -209,7 +209,7 @@ impl<S> Drop for Relayed<S> {
 
 impl<S> http_body::Body for Relayed<S>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+    S: Stream<Item = Result<Bytes, upstream::Error>> + Unpin,
 {
     type Data = Bytes;
     type Error = ProxyError;
@@ -237,7 +237,7 @@ where
 
 impl<S> Relayed<S>
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+    S: Stream<Item = Result<Bytes, upstream::Error>> + Unpin,
 {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
         if self.ended {
@@ -259,7 +259,7 @@ where
                         ProxyError::UpstreamTimeout => ProxyError::UpstreamTimeout,
                         _ => ProxyError::UpstreamStreamBroken,
                     };
-                    tracing::warn!(caller = %self.record.tenant, error = %err, "upstream stream broke; ending the response early");
+                    tracing::warn!(caller = %self.record.tenant, error = %upstream::ErrorChain(&err), "upstream stream broke; ending the response early");
                     return self.end_early(fault);
                 }
                 Poll::Ready(None) => {

@@ -1,54 +1,35 @@
-//! The one shared HTTP client to every upstream, how its failures are classified, and the
-//! upstreams themselves (`target.rs`: where a key's requests go and how they are authorised;
-//! `sigv4.rs`: signing for AWS upstreams).
-//! Timeouts are a connect timeout plus an idle timeout that restarts with every read, never a
-//! total timeout: a reasoning model may think for minutes and then stream for minutes more.
+//! The one shared HTTP client to every upstream (`client.rs`), how its failures are classified,
+//! and the upstreams themselves (`target.rs`: where a key's requests go and how they are
+//! authorised; `outbound.rs`: the request sent there; `sigv4.rs`: signing for AWS upstreams).
 
+mod client;
 mod outbound;
 mod sigv4;
 mod target;
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+use http::{Method, Request};
+
+pub use client::{Body, Client, Error, Resolve};
+
+/// An upstream's answer, its head received and its body to come.
+pub type Response = http::Response<Body>;
 pub use outbound::Outbound;
 pub use sigv4::Signer;
 pub use target::{Auth, DEFAULT_NAME, Upstream, checked_base_url, secret_header_value};
 
-use crate::config::Config;
 use crate::error::ProxyError;
 
-/// Connections idle longer than this are not reused: a Lambda environment can sit frozen for
-/// minutes, and a pooled socket the far end has long closed would fail the next request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-
-pub fn client(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
-    builder(config).build()
-}
-
-/// The client's settings, for callers that add to them (tests give it a scripted resolver).
-pub fn builder(config: &Config) -> reqwest::ClientBuilder {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .read_timeout(config.idle_timeout)
-        // Small SSE frames must not wait for Nagle's algorithm.
-        .tcp_nodelay(true)
-        .tcp_keepalive(Duration::from_secs(30))
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        // The proxy relays redirects instead of following them with the real key attached.
-        .redirect(reqwest::redirect::Policy::none())
-        // No ambient HTTP(S)_PROXY: the real key goes to the configured upstream and nowhere else.
-        .no_proxy()
-}
-
-/// Makes ring rustls's process-wide crypto provider, which reqwest's TLS then uses. Idempotent:
-/// a provider already installed stays.
+/// Makes ring rustls's process-wide crypto provider, which the AWS SDK's TLS (and the tests'
+/// reqwest) then use. Idempotent: a provider already installed stays.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Whose fault a failed upstream exchange was, as the client will see it.
-pub fn classify(err: &reqwest::Error) -> ProxyError {
+pub fn classify(err: &Error) -> ProxyError {
     if err.is_timeout() {
         ProxyError::UpstreamTimeout
     } else {
@@ -64,24 +45,29 @@ pub const WARM_UP_BOUND: Duration = Duration::from_secs(3);
 /// Opens a pooled connection (TCP and TLS) to the upstream ahead of the first request. The
 /// request carries no key; whatever the upstream answers, the connection stays in the pool.
 /// Bounded by `WARM_UP_BOUND`, and never a reason to fail start-up.
-pub async fn warm_up(client: &reqwest::Client, upstream_base: &str) {
-    let warm_up = client
-        .head(format!("{upstream_base}/models"))
-        .timeout(WARM_UP_BOUND)
-        .send();
-    match warm_up.await {
-        Ok(response) => tracing::debug!(
+pub async fn warm_up(client: &Client, upstream_base: &str) {
+    let request = Request::builder()
+        .method(Method::HEAD)
+        .uri(format!("{upstream_base}/models"))
+        .body(Bytes::new());
+    let Ok(request) = request else {
+        return;
+    };
+    match tokio::time::timeout(WARM_UP_BOUND, client.send(request)).await {
+        Ok(Ok(response)) => tracing::debug!(
             status = response.status().as_u16(),
             "upstream connection warmed"
         ),
-        Err(err) => {
-            tracing::warn!(error = %err, "could not open a connection to the upstream at start-up")
-        }
+        Ok(Err(err)) => tracing::warn!(
+            error = %ErrorChain(&err),
+            "could not open a connection to the upstream at start-up"
+        ),
+        Err(_) => tracing::warn!("the upstream did not answer at start-up"),
     }
 }
 
-/// Displays an error with its sources (`a: b: c`), which is where reqwest puts the useful part
-/// ("connection refused"). The URL is taken off first (it can carry an upstream's secret query).
+/// Displays an error with its sources (`a: b: c`), which is where hyper puts the useful part
+/// ("connection refused").
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
@@ -118,7 +104,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        let client = client(&config).unwrap();
+        let client = Client::new(&config).unwrap();
         let started = tokio::time::Instant::now();
         let warmed = tokio::time::timeout(
             Duration::from_secs(60),

@@ -22,21 +22,20 @@ pub async fn signing_cells(plan: &Plan, report: &mut Report) {
         "bench",
     );
     let signer = Signer::new(Some(SharedCredentialsProvider::new(credentials)));
-    let client = reqwest::Client::new();
     // A typical chat request: a few hundred bytes of JSON and the SDK's usual headers.
     let body = format!(
         r#"{{"model":"openai.gpt-oss-20b-1:0","messages":[{{"role":"user","content":"{}"}}],"stream":true}}"#,
         "Tell me about the weather in Lisbon in spring. ".repeat(6)
     );
     let request = || {
-        client
-            .post("https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/chat/completions")
-            .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .header("user-agent", "OpenAI/Python 3.57.0")
-            .header("x-stainless-lang", "python")
-            .body(body.clone())
-            .build()
+        http::Request::post(
+            "https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/chat/completions",
+        )
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("user-agent", "OpenAI/Python 3.57.0")
+        .header("x-stainless-lang", "python")
+        .body(bytes::Bytes::from(body.clone()))
     };
     let rounds = if plan.smoke { 500 } else { 50_000 };
     let mut total = std::time::Duration::ZERO;

@@ -4,7 +4,7 @@
 //! upstream's request is signed last, over exactly what is sent.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 
 use super::{Auth, Signer, Upstream};
 use crate::error::ProxyError;
@@ -14,7 +14,8 @@ use crate::keys::RealKey;
 pub struct Outbound<'a> {
     pub upstream: &'a Upstream,
     method: Method,
-    url: reqwest::Url,
+    /// `None`: no URI can be made (see `Upstream::request_url`).
+    url: Option<Uri>,
     client_headers: &'a HeaderMap,
     body: Bytes,
 }
@@ -43,16 +44,18 @@ impl<'a> Outbound<'a> {
         &self,
         real_key: Option<&RealKey>,
         signer: Option<&Signer>,
-    ) -> Result<reqwest::Request, ProxyError> {
+    ) -> Result<Request<Bytes>, ProxyError> {
         let mut headers = headers::upstream_request_headers(self.client_headers);
         self.upstream.authorise(&mut headers, real_key);
         if self.body.is_empty() && self.method == Method::POST {
             // A POST without a body (`…/cancel`) still says so: some servers insist (411).
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        let mut request = reqwest::Request::new(self.method.clone(), self.url.clone());
+        let url = self.url.clone().ok_or(ProxyError::UpstreamUnreachable)?;
+        let mut request = Request::new(self.body.clone());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = url;
         *request.headers_mut() = headers;
-        *request.body_mut() = Some(self.body.clone().into());
         if let Auth::AwsSigV4 { region, service } = &self.upstream.auth {
             let signer = signer.ok_or(ProxyError::UpstreamCredentials)?;
             signer.sign(&mut request, region, service).await?;

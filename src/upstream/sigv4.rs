@@ -13,6 +13,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue};
 
 use crate::error::ProxyError;
@@ -61,7 +62,7 @@ impl Signer {
     /// Signs `request` (its method, URL, headers and whole body) for `service` in `region`.
     pub async fn sign(
         &self,
-        request: &mut reqwest::Request,
+        request: &mut http::Request<Bytes>,
         region: &str,
         service: &str,
     ) -> Result<(), ProxyError> {
@@ -77,10 +78,7 @@ impl Signer {
             .build()
             .map_err(|_| ProxyError::UpstreamCredentials)?
             .into();
-        let body = request
-            .body()
-            .and_then(reqwest::Body::as_bytes)
-            .unwrap_or_default();
+        let uri = request.uri().to_string();
         // A header value that is not visible ASCII cannot be signed; it still goes, unsigned.
         let headers = request
             .headers()
@@ -88,9 +86,9 @@ impl Signer {
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         let signable = SignableRequest::new(
             request.method().as_str(),
-            request.url().as_str(),
+            &uri,
             headers,
-            SignableBody::Bytes(body),
+            SignableBody::Bytes(request.body()),
         )
         .map_err(|_| ProxyError::UpstreamCredentials)?;
         let (instructions, _signature) = sign(signable, &params)

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Name, Resolve, Resolving};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -146,44 +145,30 @@ async fn a_tls_handshake_that_never_finishes_is_a_504_at_the_connect_timeout() {
     assert!(took >= Duration::from_millis(900), "took {took:?}");
 }
 
-/// A name server stand-in: it records each name it is asked for and either answers that the
-/// name does not exist (as getaddrinfo reports NXDOMAIN) or never answers at all.
-struct ScriptedDns {
-    asked: Arc<Mutex<Vec<String>>>,
-    answers: bool,
-}
-
-impl Resolve for ScriptedDns {
-    fn resolve(&self, name: Name) -> Resolving {
-        self.asked.lock().unwrap().push(name.as_str().to_owned());
-        let answers = self.answers;
-        Box::pin(async move {
-            if !answers {
-                std::future::pending::<()>().await;
-            }
-            Err(Box::new(std::io::Error::other(
-                "failed to lookup address information: Name or service not known",
-            )) as Box<dyn std::error::Error + Send + Sync>)
-        })
-    }
-}
-
-/// A proxy whose upstream `https://api.upstream.test/v1` is resolved by a `ScriptedDns`, with
-/// the connect timeout `connect` sets.
+/// A proxy whose upstream `https://api.upstream.test/v1` is resolved by a name server
+/// stand-in: it records each name it is asked for and either answers that the name does not
+/// exist (as getaddrinfo reports NXDOMAIN) or never answers at all. The connect timeout is the
+/// one `connect` sets.
 async fn behind_scripted_dns(
     answers: bool,
     connect: &[(&str, &str)],
 ) -> (InProcessProxy, Arc<Mutex<Vec<String>>>) {
     let base = "https://api.upstream.test/v1";
     let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let resolve: Arc<upstream::Resolve> = Arc::new(move |name: &str| {
+        log.lock().unwrap().push(name.to_owned());
+        Box::pin(async move {
+            if !answers {
+                std::future::pending::<()>().await;
+            }
+            Err(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ))
+        })
+    });
     let mut state = state(base, connect).await;
-    state.client = upstream::builder(&config(base, connect))
-        .dns_resolver(Arc::new(ScriptedDns {
-            asked: asked.clone(),
-            answers,
-        }))
-        .build()
-        .unwrap();
+    state.client = upstream::Client::with_resolver(&config(base, connect), resolve).unwrap();
     (InProcessProxy::serve(state).await, asked)
 }
 

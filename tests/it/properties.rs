@@ -180,9 +180,9 @@ impl LimitStore for Yielding {
 fn reads(
     bytes: &[u8],
     points: &[usize],
-) -> futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, reqwest::Error>>> {
+) -> futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, openai_proxy::upstream::Error>>> {
     let mut from = 0;
-    let reads: Vec<Result<Bytes, reqwest::Error>> = points
+    let reads: Vec<Result<Bytes, openai_proxy::upstream::Error>> = points
         .iter()
         .map(|&to| {
             let read = Bytes::copy_from_slice(&bytes[from..to]);

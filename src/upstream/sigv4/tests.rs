@@ -39,14 +39,13 @@ fn signer(lifetime: Duration) -> (Signer, Arc<AtomicUsize>) {
     (Signer::new(Some(provider)), calls)
 }
 
-fn request(body: &'static [u8]) -> reqwest::Request {
-    crate::upstream::install_crypto_provider();
-    reqwest::Client::new()
-        .post("https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(body)
-        .build()
-        .unwrap()
+fn request(body: &'static [u8]) -> http::Request<Bytes> {
+    http::Request::post(
+        "https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/chat/completions",
+    )
+    .header("content-type", "application/json")
+    .body(Bytes::from_static(body))
+    .unwrap()
 }
 
 #[tokio::test]
