@@ -1,6 +1,7 @@
 //! The Lambda front door: the router behind a Runtime API client of the proxy's own, in
-//! response-streaming mode. lambda_http still turns each function-URL event into a request (and
-//! its `Context`, which holds the deadline); the loop around it is here because `lambda_runtime`
+//! response-streaming mode. Each function-URL event becomes a request in `event.rs`, with
+//! lambda_http's `Context` (which holds the deadline) in its extensions; the loop around it is
+//! here because `lambda_runtime`
 //! 1.5 connects to the Runtime API without `TCP_NODELAY` and posts a streamed response in several
 //! small writes: Nagle's algorithm held each write after the first until the Runtime API's delayed
 //! ACK, about 40 ms per invocation on the benchmark's fake Runtime API (B11). This client sets
@@ -14,13 +15,12 @@
 //! poll for an event, as Lambda expects of a runtime. Under Lambda Managed Instances
 //! (`AWS_LAMBDA_MAX_CONCURRENCY`) as many workers poll at once.
 
+pub mod event;
 mod runtime_api;
 
 use std::sync::Arc;
 
 use axum::Router;
-use lambda_http::ext::RequestExt;
-use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Context, Error as BoxError};
 
@@ -80,27 +80,20 @@ async fn invoke(
             return api.error(next, "Runtime.InvalidContext", message).await;
         }
     };
-    let event: LambdaRequest = match serde_json::from_slice(&next.event) {
-        Ok(event) => event,
-        Err(err) => {
-            // Where and what kind of error, never serde's message: it can quote the event's
-            // values, and an event invoked directly could hold anything.
-            let message = format!(
-                "the event is not a function URL request ({:?} error at line {}, column {})",
-                err.classify(),
-                err.line(),
-                err.column()
-            );
-            return api.error(next, "Runtime.DeserializeError", &message).await;
+    let mut request = match event::request(&next.event) {
+        Ok(request) => request,
+        Err(bad) => {
+            return api
+                .error(next, "Runtime.DeserializeError", &bad.to_string())
+                .await;
         }
     };
-    let mut request = lambda_http::Request::from(event);
     if let Some(trace) = context.xray_trace_id.as_deref()
         && let Ok(value) = trace.parse()
     {
         request.headers_mut().insert("x-amzn-trace-id", value);
     }
-    let request = request.with_lambda_context(context);
+    request.extensions_mut().insert(context);
     let response = match app.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

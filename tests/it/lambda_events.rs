@@ -1,5 +1,5 @@
-//! The function-URL front door: the sample events in `events/` are parsed the way the Lambda
-//! runtime parses them and served by the same router, both plainly and through
+//! The function-URL front door: the sample events in `events/` are parsed the way the proxy's
+//! Lambda loop parses them (`lambda/event.rs`) and served by the same router, and served through
 //! `lambda_http::StreamAdapter`, the adapter that turns the router's responses into the
 //! RESPONSE_STREAM metadata prelude plus body stream.
 
@@ -23,6 +23,10 @@ const BOUND: Duration = Duration::from_secs(10);
 
 fn event_text(name: &str) -> String {
     std::fs::read_to_string(manifest_dir().join("events").join(name)).unwrap()
+}
+
+fn function_url_request(event: &str) -> axum::extract::Request {
+    openai_proxy::lambda::event::request(&Bytes::copy_from_slice(event.as_bytes())).unwrap()
 }
 
 /// Every sample event, and what the router must answer to it.
@@ -56,7 +60,7 @@ async fn sample_events_parse_and_are_served_by_the_router() {
     let upstream = FakeUpstream::start(openai::respond).await;
     let app = router(state(&upstream.base_url(), &[]).await);
     for (name, status) in EXPECTED {
-        let request = lambda_http::request::from_str(&event_text(name)).unwrap();
+        let request = function_url_request(&event_text(name));
         let response = tokio::time::timeout(BOUND, app.clone().oneshot(request))
             .await
             .unwrap()
@@ -92,7 +96,7 @@ async fn base64_bodies_reach_the_upstream_as_the_clients_bytes() {
     let sent = base64::engine::general_purpose::STANDARD
         .decode(event["body"].as_str().unwrap())
         .unwrap();
-    let request = lambda_http::request::from_str(&text).unwrap();
+    let request = function_url_request(&text);
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let received = upstream.received();
@@ -119,7 +123,7 @@ async fn base64_bodies_reach_the_upstream_as_the_clients_bytes() {
         .unwrap();
     let content_type = direct.headers()["content-type"].clone();
     let direct = direct.bytes().await.unwrap();
-    let request = lambda_http::request::from_str(&text).unwrap();
+    let request = function_url_request(&text);
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.headers()["content-type"], content_type);
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod hostile;
 mod keys_cli;
+mod lambda_event_parse;
 mod lambda_events;
 mod lambda_runtime;
 mod lambda_watch;
