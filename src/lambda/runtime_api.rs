@@ -14,9 +14,9 @@ use base64::Engine as _;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use lambda_http::Error as BoxError;
 use lambda_http::lambda_runtime::MetadataPrelude;
 
@@ -29,11 +29,29 @@ const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-respo
 
 type PostBody = UnsyncBoxBody<Bytes, BoxError>;
 
-#[derive(Clone)]
+/// One worker's client. A worker asks for an event, answers it, and only then asks for the
+/// next: one connection, kept open, carries all of it (no pool to check out of), and a clone is
+/// another worker with a connection of its own.
 pub struct RuntimeApi {
-    client: Client<HttpConnector, PostBody>,
-    /// `http://host:port/2018-06-01/runtime` (or under the path `cargo lambda watch` gives).
+    /// `host:port`, where the API listens.
+    address: String,
+    /// The `Host` header's value.
+    host: HeaderValue,
+    /// `/2018-06-01/runtime` (or under the path `cargo lambda watch` gives).
     base: String,
+    /// The connection, between requests (`None`: not made yet, or lost).
+    idle: std::sync::Mutex<Option<SendRequest<PostBody>>>,
+}
+
+impl Clone for RuntimeApi {
+    fn clone(&self) -> Self {
+        Self {
+            address: self.address.clone(),
+            host: self.host.clone(),
+            base: self.base.clone(),
+            idle: std::sync::Mutex::default(),
+        }
+    }
 }
 
 /// One invocation, as `/next` gave it.
@@ -49,31 +67,90 @@ impl RuntimeApi {
     /// The Runtime API at `AWS_LAMBDA_RUNTIME_API`.
     pub fn from_env() -> Result<Self, BoxError> {
         let address = std::env::var("AWS_LAMBDA_RUNTIME_API")?;
-        let mut connector = HttpConnector::new();
-        // Small writes (the prelude, each streamed chunk) must not wait for the last one's ACK.
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         // Lambda gives `host:port`; `cargo lambda watch` a whole URL with a path.
         let address = address.trim().trim_end_matches('/');
-        let origin = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("http://{address}")
+        let (address, path) = match address.split_once("://") {
+            Some((_, rest)) => rest
+                .split_once('/')
+                .map_or((rest, ""), |(address, path)| (address, path)),
+            None => (address, ""),
+        };
+        let base = match path {
+            "" => "/2018-06-01/runtime".to_owned(),
+            path => format!("/{path}/2018-06-01/runtime"),
         };
         Ok(Self {
-            client,
-            base: format!("{origin}/2018-06-01/runtime"),
+            address: address.to_owned(),
+            host: HeaderValue::from_str(address)?,
+            base,
+            idle: std::sync::Mutex::default(),
         })
+    }
+
+    /// Sends `request` on this worker's connection (made first if there is none, or made again
+    /// if the one there was closed before the request went out) and waits for the answer's head.
+    async fn send(&self, mut request: Request<PostBody>) -> Result<Response<Incoming>, BoxError> {
+        request
+            .headers_mut()
+            .insert(axum::http::header::HOST, self.host.clone());
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let ready = match idle {
+            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
+        let mut sender = match ready {
+            Some(sender) => sender,
+            None => self.connect().await?,
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut failed) => match failed.take_message() {
+                // Closed before the request was written (the API ended an idle connection).
+                Some(request) => {
+                    sender = self.connect().await?;
+                    sender.send_request(request).await?
+                }
+                None => return Err(failed.into_error().into()),
+            },
+        };
+        *self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender);
+        Ok(response)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<PostBody>, BoxError> {
+        let stream = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|err| {
+                format!(
+                    "the Lambda Runtime API at {} cannot be reached: {err}",
+                    self.address
+                )
+            })?;
+        // Small writes (the prelude, each streamed chunk) must not wait for the last one's ACK.
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "the Lambda Runtime API connection ended");
+            }
+        });
+        Ok(sender)
     }
 
     /// Waits for the next event (a long poll).
     pub async fn next(&self) -> Result<Next, BoxError> {
         let request = Request::get(format!("{}/invocation/next", self.base)).body(empty())?;
-        let response = self.client.request(request).await.map_err(|err| {
+        let response = self.send(request).await.map_err(|err| {
             format!(
-                "the Lambda Runtime API at {} cannot be reached: {}",
-                self.base,
-                crate::upstream::ErrorChain(&err)
+                "the Lambda Runtime API at {} cannot be reached: {err}",
+                self.address,
             )
         })?;
         let (parts, body) = response.into_parts();
@@ -159,9 +236,9 @@ impl RuntimeApi {
     }
 
     async fn acknowledged(&self, request: Request<PostBody>) -> Result<(), BoxError> {
-        let response = self.client.request(request).await?;
+        let response = self.send(request).await?;
         let status = response.status();
-        // Read to the end, so the connection goes back to the pool.
+        // Read to the end, so the connection is ready for the next request.
         let _ = response.into_body().collect().await?;
         if status.is_success() {
             Ok(())
