@@ -16,6 +16,7 @@ mod node;
 mod upstreams;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -31,7 +32,9 @@ pub use upstreams::UpstreamsByName;
 /// An immutable, parsed key map. A new version of the secret is a new `KeyMap`.
 #[derive(Debug, Default)]
 pub struct KeyMap {
-    entries: HashMap<WrapperKeyDigest, Arc<KeyEntry>, BuildHasherDefault<DigestHasher>>,
+    /// Each entry with its member's position in the document (for the duplicate-key error,
+    /// found while the map is built, without a second map).
+    entries: HashMap<WrapperKeyDigest, (usize, Arc<KeyEntry>), BuildHasherDefault<DigestHasher>>,
     /// The document's named upstreams, in document order (for `/health`).
     upstreams: Vec<Arc<Upstream>>,
 }
@@ -193,20 +196,20 @@ impl KeyMap {
         upstreams: &UpstreamsByName,
         tenants: &limits::Tenants,
     ) -> Result<Self, KeyMapError> {
-        let mut entries = HashMap::with_capacity_and_hasher(members.len(), Default::default());
-        let mut first_seen: HashMap<_, _, BuildHasherDefault<DigestHasher>> =
+        let mut entries: HashMap<_, (usize, Arc<KeyEntry>), BuildHasherDefault<DigestHasher>> =
             HashMap::with_capacity_and_hasher(members.len(), Default::default());
         for (position, (name, value)) in members.into_iter().enumerate() {
             let index = position + 1;
-            let digest = member_digest(index, &name)?;
-            if let Some(&first) = first_seen.get(&digest) {
-                return Err(KeyMapError::DuplicateWrapperKey { index, first });
+            match entries.entry(member_digest(index, &name)?) {
+                Entry::Occupied(first) => {
+                    let first = first.get().0;
+                    return Err(KeyMapError::DuplicateWrapperKey { index, first });
+                }
+                Entry::Vacant(vacant) => {
+                    let entry = entry::parse(index, value, upstreams, tenants)?;
+                    vacant.insert((index, Arc::new(entry)));
+                }
             }
-            first_seen.insert(digest, index);
-            entries.insert(
-                digest,
-                Arc::new(entry::parse(index, value, upstreams, tenants)?),
-            );
         }
         Ok(Self {
             entries,
@@ -215,7 +218,7 @@ impl KeyMap {
     }
 
     pub fn lookup(&self, digest: &WrapperKeyDigest) -> Option<&Arc<KeyEntry>> {
-        self.entries.get(digest)
+        self.entries.get(digest).map(|(_, entry)| entry)
     }
 
     /// The named upstreams the document declares.

@@ -70,7 +70,10 @@ pub struct RealKey {
 
 impl RealKey {
     pub(crate) fn new(key: &str) -> Option<Self> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+        let mut bearer = String::with_capacity(key.len() + 7);
+        bearer.push_str("Bearer ");
+        bearer.push_str(key);
+        let mut bearer = HeaderValue::try_from(bearer).ok()?;
         bearer.set_sensitive(true);
         let mut raw = HeaderValue::from_str(key).ok()?;
         raw.set_sensitive(true);
