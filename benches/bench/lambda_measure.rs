@@ -30,6 +30,8 @@ pub struct Setup<'a> {
     pub epoch: Instant,
     pub from_file: &'a [(&'a str, &'a str)],
     pub from_moto: Vec<(String, String)>,
+    /// From moto, the largest map one secret can hold (`largest_secret_key_map`).
+    pub from_moto_largest_secret: Vec<(String, String)>,
 }
 
 impl Setup<'_> {
@@ -38,11 +40,19 @@ impl Setup<'_> {
     }
 
     pub fn moto(&self) -> Vec<(&str, &str)> {
-        self.from_moto
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect()
+        borrowed(&self.from_moto)
     }
+
+    pub fn moto_largest_secret(&self) -> Vec<(&str, &str)> {
+        borrowed(&self.from_moto_largest_secret)
+    }
+}
+
+fn borrowed(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
 }
 
 /// What one front door gave: each figure's rounds, and CPU per request and per chunk (µs) of

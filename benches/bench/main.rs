@@ -117,7 +117,27 @@ fn proxied_requests(plan: &Plan) -> usize {
 }
 
 pub(crate) fn key_map() -> String {
-    let members: Vec<String> = (0..KEYS)
+    key_map_of(KEYS)
+}
+
+/// The most a Secrets Manager secret holds (its quota on a secret value's size, in bytes).
+const SECRET_VALUE_BYTES: usize = 65_536;
+
+/// The bench's key map cut to the most members that fit in one Secrets Manager secret (about
+/// 1,500 of these plain keys): the largest map a deployment reading a secret can have. moto does
+/// not enforce the quota, so B12 measures cold starts with both.
+pub(crate) fn largest_secret_key_map() -> String {
+    let mut keys = KEYS;
+    let mut document = key_map_of(keys);
+    while document.len() > SECRET_VALUE_BYTES && keys > 1 {
+        keys = keys * SECRET_VALUE_BYTES / document.len();
+        document = key_map_of(keys);
+    }
+    document
+}
+
+fn key_map_of(keys: usize) -> String {
+    let members: Vec<String> = (0..keys)
         .map(|n| format!(r#""bench-key-{n}": "sk-bench-real-key-{n}""#))
         .collect();
     format!("{{{}}}", members.join(","))

@@ -240,10 +240,21 @@ impl Moto {
         name: &str,
         upstream: &str,
     ) -> Result<Vec<(String, String)>, String> {
+        self.key_map_settings_of(name, upstream, crate::key_map())
+            .await
+    }
+
+    /// The same for the key map `document`.
+    pub async fn key_map_settings_of(
+        &self,
+        name: &str,
+        upstream: &str,
+        document: String,
+    ) -> Result<Vec<(String, String)>, String> {
         self.secrets()
             .create_secret()
             .name(name)
-            .secret_string(crate::key_map())
+            .secret_string(document)
             .send()
             .await
             .map_err(|err| format!("moto: {err}"))?;
