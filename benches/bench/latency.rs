@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::Plan;
 use crate::cells::{self, Target, first_chunk, open_loop, paced_streams, paired, round_trip};
+use crate::function::cpu_ns;
 use crate::process::Proxy;
 use crate::report::Report;
 use crate::stats::{Sample, Spread, round};
@@ -52,15 +53,22 @@ pub async fn floor_cells(
     http: &reqwest::Client,
     direct: &Target,
     relay: &Target,
+    relay_pid: u32,
     epoch: Instant,
     report: &mut Report,
 ) {
     let chat = r#"{"model":"chat","messages":[{"role":"user","content":"Hello"}]}"#;
+    let relayed = std::sync::atomic::AtomicUsize::new(0);
+    let cpu_before = cpu_ns(relay_pid);
     let hop = paired(plan.rounds, plan.per_round, direct, relay, |t| {
         let http = http.clone();
+        if t.base == relay.base {
+            relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         async move { round_trip(&http, &t, "/chat/completions", chat).await }
     })
     .await;
+    let per_request = per(cpu_ns(relay_pid) - cpu_before, relayed.into_inner());
     delta_rows(
         report,
         "B0",
@@ -70,12 +78,24 @@ pub async fn floor_cells(
         None,
     );
     let (mut dp50, mut dp99) = (Vec::new(), Vec::new());
+    let (mut stream_cpu, mut frames) = (0, 0);
     for _ in 0..plan.rounds.min(3) {
         let (direct_delays, _) = paced_streams(http, direct, epoch, 64, plan.frames, 20).await;
+        let cpu_before = cpu_ns(relay_pid);
         let (relay_delays, _) = paced_streams(http, relay, epoch, 64, plan.frames, 20).await;
+        stream_cpu += cpu_ns(relay_pid) - cpu_before;
+        frames += 64 * plan.frames;
         dp50.push(relay_delays.p50() - direct_delays.p50());
         dp99.push(relay_delays.p99() - direct_delays.p99());
     }
+    let per_frame = per(stream_cpu, frames);
+    report.row(
+        "B0",
+        "bare TCP relay, CPU per chat request / per frame (64 streams, its stream's request included)",
+        format!("{} µs / {} µs", round(per_request), round(per_frame)),
+        "",
+        None,
+    );
     report.row(
         "B0",
         "bare TCP relay, 64 streams: per-chunk Δp50",
@@ -94,6 +114,15 @@ pub async fn floor_cells(
         "b0_relay_stream_delta",
         json!({"dp50_us": Spread::of(&dp50), "dp99_us": Spread::of(&dp99)}),
     );
+    report.figure(
+        "b0_relay_cpu_us",
+        json!({"per_request": per_request, "per_frame": per_frame}),
+    );
+}
+
+/// `ns` of CPU over `count` things, in µs each.
+fn per(ns: u64, count: usize) -> f64 {
+    ns as f64 / 1e3 / count.max(1) as f64
 }
 
 /// B1 (one request at a time), B3 (time to first streamed chunk), B5 (embeddings).

@@ -211,7 +211,8 @@ async fn main() -> Result<(), String> {
         return outcome;
     }
     if plan.runs("B0") {
-        floor_cells(&plan, &http, &direct, &relay, epoch, &mut report).await;
+        let relay_pid = relay_child.pid();
+        floor_cells(&plan, &http, &direct, &relay, relay_pid, epoch, &mut report).await;
     }
 
     let cpu_before = proxy.cpu_seconds();
