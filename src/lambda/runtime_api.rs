@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use base64::Engine as _;
+use futures_util::FutureExt as _;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -31,7 +32,8 @@ type PostBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// One worker's client. A worker asks for an event, answers it, and only then asks for the
 /// next: one connection, kept open, carries all of it (no pool to check out of), and a clone is
-/// another worker with a connection of its own.
+/// another worker with a connection of its own. When that connection is still busy (an answer's
+/// body still going out), the next request opens another.
 pub struct RuntimeApi {
     /// `host:port`, where the API listens.
     address: String,
@@ -98,8 +100,13 @@ impl RuntimeApi {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        // Only a connection that is free now: one still sending an answer's body (a Runtime API
+        // may acknowledge a streamed response before reading all of it) is left to finish on
+        // its own, as a pool would, and the request goes on a new one.
         let ready = match idle {
-            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            Some(mut sender) => {
+                matches!(sender.ready().now_or_never(), Some(Ok(()))).then_some(sender)
+            }
             None => None,
         };
         let mut sender = match ready {
