@@ -2,6 +2,8 @@
 //! binary's Runtime API client (`src/lambda.rs`): a streamed answer reaches it chunk by chunk
 //! with the upstream's bytes, an event the function cannot take is reported on `/error`, and a
 //! body that breaks mid-stream ends with the error in the trailers, as the Runtime API documents.
+//! The first two also hold it to `lambda_runtime`'s own client, the reference
+//! (`examples/lambda_runtime_reference.rs`), so the fake is not only right by the proxy's reading.
 
 #[expect(
     dead_code,
@@ -10,6 +12,7 @@
 #[path = "../../benches/bench/runtime_api.rs"]
 mod runtime_api;
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,10 +32,45 @@ fn event(name: &str) -> Bytes {
     Bytes::from(std::fs::read(manifest_dir().join("events").join(name)).unwrap())
 }
 
-/// The proxy binary in Lambda mode against `api`, forwarding to `upstream`.
-fn function(api: &FakeRuntimeApi, upstream: &FakeUpstream, keys: &TempFile) -> BinaryProxy {
+/// Which Runtime API client runs the function.
+#[derive(Clone, Copy)]
+enum Client {
+    /// The proxy binary's own (`src/lambda/runtime_api.rs`).
+    Proxy,
+    /// `lambda_runtime`'s, through lambda_http's streaming runner.
+    LambdaRuntime,
+}
+
+impl Client {
+    fn program(self) -> PathBuf {
+        match self {
+            Self::Proxy => PathBuf::from(env!("CARGO_BIN_EXE_openai-proxy")),
+            // Examples are built next to the test binaries' `deps` folder by `cargo test`.
+            Self::LambdaRuntime => {
+                let test_binary = std::env::current_exe().unwrap();
+                let profile = test_binary.parent().and_then(Path::parent).unwrap();
+                let example = profile.join("examples/lambda_runtime_reference");
+                assert!(
+                    example.exists(),
+                    "{} is missing: run the whole `cargo test` (or `make test`), which builds the examples",
+                    example.display()
+                );
+                example
+            }
+        }
+    }
+}
+
+/// The function in Lambda mode against `api`, forwarding to `upstream`.
+fn function(
+    client: Client,
+    api: &FakeRuntimeApi,
+    upstream: &FakeUpstream,
+    keys: &TempFile,
+) -> BinaryProxy {
     let (address, upstream_url) = (api.runtime_api(), upstream.base_url());
-    BinaryProxy::start_until(
+    BinaryProxy::start_program_until(
+        &client.program(),
         &[
             ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
             ("AWS_LAMBDA_FUNCTION_NAME", "openai-proxy"),
@@ -81,10 +119,19 @@ fn body_len(invocation: &Invocation) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_answer_reaches_the_fake_runtime_api_chunk_by_chunk_with_the_upstreams_bytes() {
+    streams_chunk_by_chunk(Client::Proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_runtimes_own_client_streams_to_the_fake_chunk_by_chunk() {
+    streams_chunk_by_chunk(Client::LambdaRuntime).await;
+}
+
+async fn streams_chunk_by_chunk(client: Client) {
     let (upstream, sender) = scripted_upstream("text/event-stream").await;
     let api = FakeRuntimeApi::start().await.unwrap();
     let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let function = function(&api, &upstream, &keys);
+    let function = function(client, &api, &upstream, &keys);
 
     let id = api.invoke(event("chat-stream.json"));
     let frames: [&[u8]; 4] = [
@@ -151,15 +198,7 @@ async fn a_streamed_answer_reaches_the_fake_runtime_api_chunk_by_chunk_with_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the_next_is_answered()
 {
-    let (upstream, _sender) = scripted_upstream("application/json").await;
-    let api = FakeRuntimeApi::start().await.unwrap();
-    let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let mut function = function(&api, &upstream, &keys);
-
-    let id = api.invoke(Bytes::from_static(br#"{"foo":1}"#));
-    let failed = api.finished(&id, WAIT).await.unwrap();
-    assert!(failed.response.is_none(), "{:?}", failed.response);
-    let error = failed.error.unwrap();
+    let error = reports_a_bad_event_and_answers_the_next(Client::Proxy).await;
     assert_eq!(
         error.type_header.as_deref(),
         Some("Runtime.DeserializeError")
@@ -171,6 +210,28 @@ async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the
             .contains("the event is not a function URL request"),
         "{error:?}"
     );
+}
+
+/// `lambda_runtime` names the error by its Rust type, and its message is serde's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_runtimes_own_client_reports_a_bad_event_on_the_fakes_error_route() {
+    let error = reports_a_bad_event_and_answers_the_next(Client::LambdaRuntime).await;
+    assert!(error.error_type.ends_with("DeserializeError"), "{error:?}");
+    assert!(!error.error_message.is_empty(), "{error:?}");
+}
+
+/// Invokes the function with an event that is not a function-URL request, then with one that
+/// is; returns the error the first was reported with.
+async fn reports_a_bad_event_and_answers_the_next(client: Client) -> runtime_api::Reported {
+    let (upstream, _sender) = scripted_upstream("application/json").await;
+    let api = FakeRuntimeApi::start().await.unwrap();
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let mut function = function(client, &api, &upstream, &keys);
+
+    let id = api.invoke(Bytes::from_static(br#"{"foo":1}"#));
+    let failed = api.finished(&id, WAIT).await.unwrap();
+    assert!(failed.response.is_none(), "{:?}", failed.response);
+    let error = failed.error.unwrap();
 
     // The same process takes the next invocation.
     let next = api.invoke(event("health.json"));
@@ -188,6 +249,7 @@ async fn an_event_the_runtime_cannot_take_is_reported_on_the_error_route_and_the
     );
     assert!(api.init_error().is_none());
     function.stop();
+    error
 }
 
 /// A body that breaks after its first chunk: the Runtime API gets that chunk, then the error as
@@ -223,7 +285,7 @@ async fn a_body_that_breaks_mid_stream_ends_with_the_error_in_the_trailers() {
     .await;
     let api = FakeRuntimeApi::start().await.unwrap();
     let keys = TempFile::with_contents("keys.json", &key_map_json());
-    let function = function(&api, &upstream, &keys);
+    let function = function(Client::Proxy, &api, &upstream, &keys);
 
     let id = api.invoke(event("chat.json"));
     let first = br#"{"partial":"#;

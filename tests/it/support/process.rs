@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -60,7 +61,12 @@ impl BinaryProxy {
 
     /// Starts the binary and waits (bounded) for a log line containing `marker`.
     pub fn start_until(envs: &[(&str, &str)], marker: &str) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_openai-proxy"));
+        Self::start_program_until(Path::new(env!("CARGO_BIN_EXE_openai-proxy")), envs, marker)
+    }
+
+    /// `start_until` for another program built from this package (an example).
+    pub fn start_program_until(program: &Path, envs: &[(&str, &str)], marker: &str) -> Self {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -96,7 +102,8 @@ impl BinaryProxy {
                 }
                 Ok(Line::Err(line)) => seen.push(line),
                 Err(_) => panic!(
-                    "openai-proxy never logged {marker:?}; stderr:\n{}",
+                    "{} never logged {marker:?}; stderr:\n{}",
+                    program.display(),
                     seen.join("\n")
                 ),
             }
