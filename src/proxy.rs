@@ -251,28 +251,42 @@ struct Failed {
 impl Sent<'_> {
     async fn send(self, real_key: Option<&RealKey>) -> Result<upstream::Response, Failed> {
         let client = &self.state.client;
-        let request = self
-            .outbound
-            .build(real_key, self.signer)
-            .await
-            .map_err(|err| Failed {
-                err,
-                delivered: false,
-            })?;
-        let method = request.method().clone();
-        let sent = before(self.cutoff, client.send(request))
-            .await
-            .map_err(|err| Failed {
-                err,
-                delivered: true,
-            })?;
-        sent.map_err(|err| {
+        let mut refused = 0;
+        loop {
+            let request = self
+                .outbound
+                .build(real_key, self.signer)
+                .await
+                .map_err(|err| Failed {
+                    err,
+                    delivered: false,
+                })?;
+            let method = request.method().clone();
+            let sent = before(self.cutoff, client.send(request))
+                .await
+                .map_err(|err| Failed {
+                    err,
+                    delivered: true,
+                })?;
+            let err = match sent {
+                Ok(response) => return Ok(response),
+                // An HTTP/2 upstream refused the stream unprocessed (a graceful GOAWAY, or
+                // REFUSED_STREAM): sent again, on another stream or connection, as reqwest did.
+                Err(err) if err.is_refused() && refused < REFUSED_RETRIES => {
+                    refused += 1;
+                    continue;
+                }
+                Err(err) => err,
+            };
             let upstream = &self.outbound.upstream.name;
             tracing::warn!(caller = %self.caller, %method, %upstream, error = %ErrorChain(&err), "upstream request failed");
-            Failed {
+            return Err(Failed {
                 err: upstream::classify(&err),
-                delivered: !err.is_connect(),
-            }
-        })
+                delivered: !err.is_connect() && !err.is_refused(),
+            });
+        }
     }
 }
+
+/// How often a request an HTTP/2 upstream refused unprocessed is sent again.
+const REFUSED_RETRIES: u32 = 2;

@@ -69,7 +69,13 @@ impl Client {
         tcp.enforce_http(false);
         // Small SSE frames must not wait for Nagle's algorithm.
         tcp.set_nodelay(true);
+        // A peer that vanished is found in about a minute, not after the idle timeout.
         tcp.set_keepalive(Some(Duration::from_secs(30)));
+        tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_retries(Some(3));
+        // Shared among a name's addresses, so one that drops packets leaves time for the next;
+        // `Timed` below bounds the whole connect (lookup, TCP and TLS) by the same.
+        tcp.set_connect_timeout(Some(config.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -139,6 +145,23 @@ impl Error {
     /// No connection was made, so the request never reached the upstream.
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Request(err) if err.is_connect())
+    }
+
+    /// An HTTP/2 upstream refused the request before processing it: it sent a graceful GOAWAY
+    /// (`NO_ERROR`) or reset the stream with `REFUSED_STREAM` (RFC 9113, 8.7), so it is safe to
+    /// send again.
+    pub fn is_refused(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = source {
+            if let Some(h2) = err.downcast_ref::<h2::Error>() {
+                let reason = h2.reason();
+                return h2.is_remote()
+                    && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+                        || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
+            }
+            source = err.source();
+        }
+        false
     }
 }
 
