@@ -85,6 +85,18 @@ async fn events_that_are_not_requests_are_refused_without_quoting_them() {
     }
 }
 
+/// JSON that names a header twice (a direct invocation could): the last string wins, and a list
+/// adds its values, as in lambda_http.
+#[tokio::test]
+async fn a_header_named_twice_is_read_as_lambda_http_reads_it() {
+    let event = r#"{"requestContext":{"http":{"method":"GET"}},"rawPath":"/v1/models",
+        "headers":{"x-a":"1","x-a":"2","x-b":["1"],"x-b":["2","3"]}}"#;
+    let (ours, reference) = both(event).await;
+    assert_eq!(ours, reference);
+    assert_eq!(ours.headers["x-a"], "2");
+    assert_eq!(ours.headers.get_all("x-b").iter().count(), 3);
+}
+
 #[tokio::test]
 async fn a_minimal_event_is_a_request_for_the_root_with_no_body() {
     let event = json!({ "requestContext": { "http": { "method": "GET" } } }).to_string();
