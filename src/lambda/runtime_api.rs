@@ -1,18 +1,13 @@
 //! The Lambda Runtime API, as a function uses it (docs.aws.amazon.com/lambda/latest/dg/
 //! runtimes-api.html, and runtimes-custom.html for response streaming): `GET …/invocation/next`
 //! for an event, `POST …/invocation/{id}/response` streamed (a JSON prelude with the status and
-//! headers, eight NUL bytes, then the body as it comes; a failure mid-body in the trailers), and
-//! `POST …/invocation/{id}/error`.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! headers, eight NUL bytes, then the body as it comes; a failure mid-body in the trailers:
+//! `runtime_api/streamed.rs`), and `POST …/invocation/{id}/error`.
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
-use base64::Engine as _;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response};
 use futures_util::FutureExt as _;
-use http_body::Frame;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
@@ -20,6 +15,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use lambda_http::Error as BoxError;
 use lambda_http::lambda_runtime::MetadataPrelude;
+
+mod streamed;
+
+use streamed::Streamed;
 
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const INVOCATION_ID: &str = "lambda-runtime-invocation-id";
@@ -261,58 +260,4 @@ fn empty() -> PostBody {
 
 fn full(bytes: impl Into<Bytes>) -> PostBody {
     UnsyncBoxBody::new(http_body_util::Full::new(bytes.into()).map_err(|never| match never {}))
-}
-
-/// The response's prelude and delimiter, then the router's body as it comes. The two are chunks
-/// of their own, as `cargo lambda watch` reads them, ready at once, so they leave in one write.
-/// A body that fails ends with the error in the trailers, as the Runtime API expects.
-struct Streamed {
-    /// What is still to go before the body.
-    head: Vec<Bytes>,
-    body: Body,
-    over: bool,
-}
-
-impl http_body::Body for Streamed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if !self.head.is_empty() {
-            let next = self.head.remove(0);
-            return Poll::Ready(Some(Ok(Frame::data(next))));
-        }
-        if self.over {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.body).poll_frame(cx) {
-            Poll::Ready(Some(Err(err))) => {
-                self.over = true;
-                Poll::Ready(Some(Ok(Frame::trailers(error_trailers(&err.to_string())))))
-            }
-            other => other.map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.head.is_empty() && (self.over || self.body.is_end_stream())
-    }
-}
-
-/// `Lambda-Runtime-Function-Error-Type` and `-Body` (base64 of the error's JSON).
-fn error_trailers(message: &str) -> HeaderMap {
-    let body = serde_json::json!({"errorType": "Runtime.StreamError", "errorMessage": message});
-    let encoded = base64::engine::general_purpose::STANDARD.encode(body.to_string());
-    let mut trailers = HeaderMap::new();
-    trailers.insert(
-        HeaderName::from_static(ERROR_TYPE),
-        HeaderValue::from_static("Runtime.StreamError"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&encoded) {
-        trailers.insert(HeaderName::from_static(ERROR_BODY), value);
-    }
-    trailers
 }
