@@ -86,6 +86,8 @@ pub async fn peer_cells(
         .map_err(|err| err.to_string())?;
     let peer = Proxy::peer(&binary, &config_file)?;
     let proxy = Proxy::start(settings)?;
+    // Both answer already; a moment more lets start-up's last allocations settle before the
+    // idle RSS is read (a reading, not a wait for an event: nothing here decides on it).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let processes = [&proxy, &peer];
     let idle_kib = processes.map(Proxy::rss_kib);

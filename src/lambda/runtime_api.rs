@@ -6,7 +6,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use futures_util::FutureExt as _;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -40,6 +40,8 @@ pub struct RuntimeApi {
     host: HeaderValue,
     /// `/2018-06-01/runtime` (or under the path `cargo lambda watch` gives).
     base: String,
+    /// `{base}/invocation/next`, asked for every invocation: made once.
+    next: Uri,
     /// The connection, between requests (`None`: not made yet, or lost).
     idle: std::sync::Mutex<Option<SendRequest<PostBody>>>,
 }
@@ -50,6 +52,7 @@ impl Clone for RuntimeApi {
             address: self.address.clone(),
             host: self.host.clone(),
             base: self.base.clone(),
+            next: self.next.clone(),
             idle: std::sync::Mutex::default(),
         }
     }
@@ -83,6 +86,7 @@ impl RuntimeApi {
         Ok(Self {
             address: address.to_owned(),
             host: HeaderValue::from_str(address)?,
+            next: Uri::try_from(format!("{base}/invocation/next"))?,
             base,
             idle: std::sync::Mutex::default(),
         })
@@ -152,7 +156,7 @@ impl RuntimeApi {
 
     /// Waits for the next event (a long poll).
     pub async fn next(&self) -> Result<Next, BoxError> {
-        let request = Request::get(format!("{}/invocation/next", self.base)).body(empty())?;
+        let request = Request::get(self.next.clone()).body(empty())?;
         let response = self.send(request).await.map_err(|err| {
             format!(
                 "the Lambda Runtime API at {} cannot be reached: {err}",
