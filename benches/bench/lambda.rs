@@ -13,7 +13,7 @@ use crate::WRAPPER_KEY;
 use crate::cells::body;
 use crate::cpu_share::CpuShare;
 use crate::fake::chat_completion;
-use crate::function::Function;
+use crate::function::{Function, cpu_ns};
 use crate::runtime_api::{FakeRuntimeApi, HTTP_INTEGRATION, Invocation, Streamed};
 
 /// B1's request.
@@ -54,6 +54,9 @@ pub struct Front {
     expected_chat: Vec<u8>,
     /// Exec → last byte of the first answer (a cold start).
     pub first_answered: Duration,
+    /// The process's CPU time (all threads) when the first answer had arrived: what a start
+    /// costs, which under a small share decides how many CFS periods it spans.
+    pub start_cpu: Duration,
 }
 
 impl Front {
@@ -82,9 +85,11 @@ impl Front {
             frames,
             expected_chat: chat_completion().into_bytes(),
             first_answered: Duration::ZERO,
+            start_cpu: Duration::ZERO,
         };
         let (_, response) = front.answer(&front.chat).await?;
         front.first_answered = front.chat_answered(&response)? - front.function.exec_at;
+        front.start_cpu = Duration::from_nanos(cpu_ns(front.function.pid()));
         if let Some(share) = &front.function.share
             && !share.holds(front.function.pid())
         {

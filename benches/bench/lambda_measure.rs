@@ -202,14 +202,15 @@ pub async fn measure(
 }
 
 /// Exec → first invocation answered, `plan.startups` times, confined to the share of
-/// `memory_mb` or not.
+/// `memory_mb` or not; with the CPU (ms) each start had used by then.
 pub async fn cold_starts(
     plan: &Plan,
     memory_mb: u32,
     confined: bool,
     settings: &[(&str, &str)],
-) -> Result<Spread, String> {
+) -> Result<(Spread, Spread), String> {
     let mut times = Vec::with_capacity(plan.startups);
+    let mut cpu = Vec::with_capacity(plan.startups);
     for _ in 0..plan.startups {
         let share = if confined {
             Some(CpuShare::create(memory_mb)?)
@@ -218,6 +219,7 @@ pub async fn cold_starts(
         };
         let front = Front::start(memory_mb, settings, share, plan.frames).await?;
         times.push(front.first_answered.as_secs_f64() * 1e3);
+        cpu.push(front.start_cpu.as_secs_f64() * 1e3);
     }
-    Ok(Spread::of(&times))
+    Ok((Spread::of(&times), Spread::of(&cpu)))
 }
