@@ -14,11 +14,21 @@ pub async fn shared_config() -> SdkConfig {
         .await
 }
 
-/// The AWS SDK's HTTPS client on rustls with ring, the one crypto library in the binary.
+/// The AWS SDK's HTTPS client on rustls with ring, the one crypto library in the binary,
+/// trusting the roots the upstreams' client trusts (`tls.rs`) instead of reading them again.
 pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    use aws_smithy_http_client::tls;
+    let roots = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(crate::tls::roots().pem());
+    let context = tls::TlsContext::builder().with_trust_store(roots).build();
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    match context {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Building a context cannot fail today (the PEM is checked when a connection is made);
+        // should it ever, the SDK's own reading of the roots still works.
+        Err(_) => builder.build_https(),
+    }
 }

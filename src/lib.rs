@@ -39,5 +39,6 @@ pub mod routes;
 pub mod secrets;
 pub mod state;
 pub mod stream;
+pub mod tls;
 pub mod upstream;
 pub mod usage;

@@ -1,5 +1,5 @@
 //! The one HTTP client to every upstream: hyper-util's pooled client over rustls (HTTP/1.1, or
-//! HTTP/2 where the upstream offers it), with the platform's trust store. It follows no
+//! HTTP/2 where the upstream offers it), trusting the system's roots (`tls.rs`). It follows no
 //! redirects and takes no ambient `HTTP(S)_PROXY`: the real key goes to the configured upstream
 //! and nowhere else.
 //!
@@ -22,7 +22,7 @@ use http::{Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -62,7 +62,7 @@ impl Client {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .try_with_platform_verifier()?
+            .with_root_certificates(crate::tls::roots().store())
             .with_no_client_auth();
         let mut tcp = HttpConnector::new_with_resolver(resolver);
         // https and plain http (a vLLM on a private network) alike.

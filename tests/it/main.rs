@@ -32,4 +32,5 @@ mod proxy;
 mod secrets_manager;
 mod sigv4_fake;
 mod support;
+mod tls_roots;
 mod upstreams;
