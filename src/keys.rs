@@ -59,25 +59,24 @@ impl fmt::Debug for WrapperKeyDigest {
     }
 }
 
-/// The upstream key, kept ready as the header values it is sent as (`Authorization: Bearer …`,
-/// or the bare key for Azure's `api-key`), marked sensitive so HTTP libraries keep it out of
-/// their own debug output.
+/// The upstream key, kept ready as the header value it is mostly sent as (`Authorization:
+/// Bearer …`), marked sensitive so HTTP libraries keep it out of their own debug output. One
+/// allocation per key: a map may hold thousands, and each byte stays resident (B8).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RealKey {
     bearer: HeaderValue,
-    raw: HeaderValue,
 }
+
+const BEARER: &str = "Bearer ";
 
 impl RealKey {
     pub(crate) fn new(key: &str) -> Option<Self> {
-        let mut bearer = String::with_capacity(key.len() + 7);
-        bearer.push_str("Bearer ");
+        let mut bearer = String::with_capacity(key.len() + BEARER.len());
+        bearer.push_str(BEARER);
         bearer.push_str(key);
         let mut bearer = HeaderValue::try_from(bearer).ok()?;
         bearer.set_sensitive(true);
-        let mut raw = HeaderValue::from_str(key).ok()?;
-        raw.set_sensitive(true);
-        Some(Self { bearer, raw })
+        Some(Self { bearer })
     }
 
     /// `Bearer <key>`.
@@ -85,9 +84,12 @@ impl RealKey {
         &self.bearer
     }
 
-    /// The key alone.
-    pub fn raw(&self) -> &HeaderValue {
-        &self.raw
+    /// The key alone (Azure's `api-key`), made when asked: few upstreams want it.
+    pub fn raw(&self) -> Option<HeaderValue> {
+        let key = self.bearer.as_bytes().get(BEARER.len()..)?;
+        let mut raw = HeaderValue::from_bytes(key).ok()?;
+        raw.set_sensitive(true);
+        Some(raw)
     }
 }
 
@@ -105,7 +107,8 @@ pub struct KeyEntry {
     /// A named upstream from the key map; `None`: the `UPSTREAM_BASE_URL` one.
     pub upstream: Option<Arc<Upstream>>,
     /// Client-facing model name → the name sent upstream (an Azure deployment, a Bedrock id).
-    pub model_map: Option<HashMap<String, String>>,
+    /// Boxed, as `limits`: most keys have none.
+    pub model_map: Option<Box<HashMap<String, String>>>,
     /// Names the caller in logs and metrics; never a key.
     pub tenant: Option<String>,
     /// The models this key may use; `None` means any model.
@@ -292,7 +295,9 @@ mod tests {
     fn keys_do_not_print() {
         let real = RealKey::new("sk-secret").unwrap();
         assert_eq!(format!("{real:?}"), "RealKey(*****)");
-        assert!(real.authorization().is_sensitive() && real.raw().is_sensitive());
+        let raw = real.raw().unwrap();
+        assert!(real.authorization().is_sensitive() && raw.is_sensitive());
+        assert_eq!(raw, "sk-secret");
         let digest = WrapperKeyDigest::of("wrapper-secret");
         assert_eq!(format!("{digest:?}"), "WrapperKeyDigest(*****)");
     }

@@ -58,7 +58,7 @@ pub fn parse(
             }
             "model_map" => {
                 let map = parse_model_map(value).ok_or(KeyMapError::BadModelMap { index })?;
-                entry.model_map = Some(map);
+                entry.model_map = Some(Box::new(map));
             }
             "id" => {
                 let id = value.as_str().filter(|id| is_counter_name(id));

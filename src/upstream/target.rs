@@ -189,7 +189,9 @@ impl Upstream {
                 headers.insert(header::AUTHORIZATION, key.authorization().clone());
             }
             (Auth::ApiKey, Some(key)) => {
-                headers.insert(API_KEY.clone(), key.raw().clone());
+                if let Some(raw) = key.raw() {
+                    headers.insert(API_KEY.clone(), raw);
+                }
             }
             _ => {}
         }

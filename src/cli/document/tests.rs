@@ -153,7 +153,7 @@ fn revoke_and_set_real_key_act_on_every_key_of_an_id() {
     let entry = map
         .lookup(&WrapperKeyDigest::of("wrapper-key-alice"))
         .unwrap();
-    assert_eq!(entry.real_key.as_ref().unwrap().raw(), "sk-alice-2");
+    assert_eq!(entry.real_key.as_ref().unwrap().raw().unwrap(), "sk-alice-2");
     assert_eq!(document.revoke(&alice, None), Ok(1));
     assert_eq!(
         document.revoke(&alice, None),
