@@ -206,9 +206,12 @@ async fn cpu_share_cells(setup: &Setup<'_>, report: &mut Report) -> Result<(), S
         let mut json = figures.json();
         json["cfs_periods"] = json!(periods);
         json["cfs_throttled_periods"] = json!(throttled);
+        // The target is held to the largest map a deployment can read from Secrets Manager
+        // (one secret holds 64 KB); the 10,000-key map (420 KB) is only possible from a file,
+        // and from moto, which does not enforce the quota.
         for (label, name, settings) in [
             ("file", "file", setup.file()),
-            ("moto", "moto", setup.moto()),
+            ("moto (420 KB, more than a secret holds)", "moto", setup.moto()),
             (
                 "moto, cut to one secret's 64 KB",
                 "moto_64k",
@@ -216,7 +219,7 @@ async fn cpu_share_cells(setup: &Setup<'_>, report: &mut Report) -> Result<(), S
             ),
         ] {
             let (times, _) = cold_starts(plan, memory_mb, true, &settings).await?;
-            let bounded = small && name == "moto";
+            let bounded = small && name == "moto_64k";
             report.row(
                 "B12",
                 &format!("{size}: exec → first invocation answered, key map from {label}"),
