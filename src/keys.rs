@@ -106,9 +106,16 @@ pub struct KeyEntry {
     pub real_key: Option<RealKey>,
     /// A named upstream from the key map; `None`: the `UPSTREAM_BASE_URL` one.
     pub upstream: Option<Arc<Upstream>>,
+    /// Everything else the key carries; `None` when it carries nothing else, as most keys of a
+    /// large flat map do, so each of those costs its key alone (the idle RSS, B8).
+    pub policy: Option<Box<KeyPolicy>>,
+}
+
+/// A key's policy beyond its real key and upstream (`KeyEntry::policy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPolicy {
     /// Client-facing model name → the name sent upstream (an Azure deployment, a Bedrock id).
-    /// Boxed, as `limits`: most keys have none.
-    pub model_map: Option<Box<HashMap<String, String>>>,
+    pub model_map: Option<HashMap<String, String>>,
     /// Names the caller in logs and metrics; never a key.
     pub tenant: Option<String>,
     /// The models this key may use; `None` means any model.
@@ -118,9 +125,19 @@ pub struct KeyEntry {
     pub routes: Option<Vec<RouteGroup>>,
     /// After this instant the key is refused like an unknown key.
     pub expires_at: Option<SystemTime>,
-    /// Its limits, if it has any; boxed, since most keys have none and a map may hold many keys.
-    pub limits: Option<Box<KeyLimits>>,
+    /// Its limits, if it has any.
+    pub limits: Option<KeyLimits>,
 }
+
+/// The policy of a key that has none.
+static NO_POLICY: KeyPolicy = KeyPolicy {
+    model_map: None,
+    tenant: None,
+    models: None,
+    routes: None,
+    expires_at: None,
+    limits: None,
+};
 
 /// A key's limits and whose counters they count in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,8 +160,23 @@ impl KeyEntry {
         }
     }
 
+    /// The key's policy (an empty one if it has none).
+    pub fn policy(&self) -> &KeyPolicy {
+        self.policy.as_deref().unwrap_or(&NO_POLICY)
+    }
+
+    /// Sets the policy, leaving none when `policy` is empty.
+    pub fn with_policy(self, policy: KeyPolicy) -> Self {
+        Self {
+            policy: (policy != KeyPolicy::default()).then(|| Box::new(policy)),
+            ..self
+        }
+    }
+
     pub fn is_expired(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|expires_at| expires_at <= now)
+        self.policy()
+            .expires_at
+            .is_some_and(|expires_at| expires_at <= now)
     }
 
     /// Whether `other` grants the same as this entry, whatever its real key.
@@ -158,18 +190,24 @@ impl KeyEntry {
 
     /// The name `model` goes upstream as, if this key's `model_map` renames it.
     pub fn mapped_model(&self, model: &str) -> Option<&str> {
-        self.model_map.as_ref()?.get(model).map(String::as_str)
+        self.policy()
+            .model_map
+            .as_ref()?
+            .get(model)
+            .map(String::as_str)
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models
+        self.policy()
+            .models
             .as_ref()
             .is_none_or(|models| models.iter().any(|allowed| allowed == model))
     }
 
     /// Whether any limit applies to this key (its own or its tenant's).
     pub fn is_limited(&self) -> bool {
-        self.limits
+        self.policy()
+            .limits
             .as_ref()
             .is_some_and(|limits| limits.own.is_some() || limits.tenant.is_some())
     }
@@ -177,7 +215,12 @@ impl KeyEntry {
     /// The id the key's own counters belong to: its `id`, else `key:` and 8 hex digits of the
     /// wrapper key's digest.
     pub fn counter_id(&self, digest: &WrapperKeyDigest) -> Cow<'_, str> {
-        match self.limits.as_ref().and_then(|limits| limits.id.as_deref()) {
+        match self
+            .policy()
+            .limits
+            .as_ref()
+            .and_then(|limits| limits.id.as_deref())
+        {
             Some(id) => Cow::Borrowed(id),
             None => Cow::Owned(digest.key_id()),
         }
@@ -185,12 +228,13 @@ impl KeyEntry {
 
     /// The counters this key's requests count in: `counter_id` is its own.
     pub fn limit_subject<'a>(&'a self, counter_id: &'a str) -> Subject<'a> {
-        let limits = self.limits.as_deref();
+        let policy = self.policy();
+        let limits = policy.limits.as_ref();
         Subject {
             key: limits
                 .and_then(|limits| limits.own.as_ref())
                 .map(|own| (counter_id, own)),
-            tenant: self
+            tenant: policy
                 .tenant
                 .as_deref()
                 .zip(limits.and_then(|limits| limits.tenant.as_ref())),
@@ -215,7 +259,7 @@ pub struct Caller<'a> {
 
 impl fmt::Display for Caller<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.entry.tenant {
+        match &self.entry.policy().tenant {
             Some(tenant) => f.write_str(tenant),
             None => f.write_str(&self.digest.key_id()),
         }
@@ -276,10 +320,10 @@ mod tests {
         let entry = KeyEntry::for_key(RealKey::new("sk-secret").unwrap());
         let digest = WrapperKeyDigest::of("abc");
         assert_eq!(entry.caller(&digest).to_string(), "key:ba7816bf");
-        let named = KeyEntry {
+        let named = entry.with_policy(KeyPolicy {
             tenant: Some("alice".into()),
-            ..entry
-        };
+            ..KeyPolicy::default()
+        });
         assert_eq!(named.caller(&digest).to_string(), "alice");
     }
 

@@ -13,9 +13,9 @@ use crate::routes::{self, ModelListing, Route};
 /// may not call a group whose model the proxy cannot see (a batch names its model inside an
 /// uploaded file): that would bypass its model list.
 pub fn check_route(entry: &KeyEntry, route: &Route) -> Result<(), ProxyError> {
-    let allowed = match &entry.routes {
+    let allowed = match &entry.policy().routes {
         Some(routes) => routes.contains(&route.group),
-        None => entry.models.is_none() || route.group.sees_model(),
+        None => entry.policy().models.is_none() || route.group.sees_model(),
     };
     if allowed {
         Ok(())
@@ -28,7 +28,7 @@ pub fn check_route(entry: &KeyEntry, route: &Route) -> Result<(), ProxyError> {
 
 /// Whether `entry` may send this request, which names `model` (or none).
 pub fn check_model(entry: &KeyEntry, route: &Route, model: Option<&str>) -> Result<(), ProxyError> {
-    if entry.models.is_none() {
+    if entry.policy().models.is_none() {
         return Ok(());
     }
     // An endpoint the table does not know, in a group whose model the proxy sees, might use a
@@ -64,7 +64,7 @@ pub fn check_path_model(
     model: Option<&str>,
 ) -> Result<(), ProxyError> {
     match model {
-        None if entry.models.is_some() => Err(ProxyError::ModelRequired),
+        None if entry.policy().models.is_some() => Err(ProxyError::ModelRequired),
         model => check_model(entry, route, model),
     }
 }

@@ -42,7 +42,8 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
     if let Err(refused) = policy::check_route(&authorized.entry, &route) {
         return answered(refused, record);
     }
-    if let (Some(listing), Some(models)) = (route.model_listing, &authorized.entry.models) {
+    if let (Some(listing), Some(models)) = (route.model_listing, &authorized.entry.policy().models)
+    {
         return answer_from_list(listing, models, request.uri().path(), record);
     }
     let mut record = record;

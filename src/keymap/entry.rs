@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::limits::{Tenants, is_counter_name, parse_limits};
 use super::node::Node;
 use super::{KeyMapError, UpstreamsByName};
-use crate::keys::{KeyEntry, RealKey};
+use crate::keys::{KeyEntry, KeyPolicy, RealKey};
 use crate::routes::RouteGroup;
 use crate::upstream::DEFAULT_NAME;
 
@@ -32,23 +32,24 @@ pub fn parse(
         Node::Value(_) => return Err(KeyMapError::BadValue { index }),
     };
     let mut entry = KeyEntry::default();
+    let mut policy = KeyPolicy::default();
     for (field, value) in fields {
         let value = value.into_value();
         match field.as_str() {
             "api_key" => entry.real_key = Some(real_key(&value)?),
             "tenant" => {
                 let name = value.as_str().filter(|name| !name.is_empty());
-                entry.tenant = Some(name.ok_or(KeyMapError::BadTenant { index })?.to_owned());
+                policy.tenant = Some(name.ok_or(KeyMapError::BadTenant { index })?.to_owned());
             }
             "models" => {
-                entry.models = Some(parse_models(&value).ok_or(KeyMapError::BadModels { index })?)
+                policy.models = Some(parse_models(&value).ok_or(KeyMapError::BadModels { index })?)
             }
             "routes" => {
-                entry.routes = Some(parse_routes(&value).ok_or(KeyMapError::BadRoutes { index })?)
+                policy.routes = Some(parse_routes(&value).ok_or(KeyMapError::BadRoutes { index })?)
             }
             "expires_at" => {
                 let time = value.as_str().and_then(parse_rfc3339);
-                entry.expires_at = Some(time.ok_or(KeyMapError::BadExpiry { index })?);
+                policy.expires_at = Some(time.ok_or(KeyMapError::BadExpiry { index })?);
             }
             // `"default"` names the `UPSTREAM_BASE_URL` upstream, as leaving the field out does.
             "upstream" if value.as_str() == Some(DEFAULT_NAME) => entry.upstream = None,
@@ -58,16 +59,16 @@ pub fn parse(
             }
             "model_map" => {
                 let map = parse_model_map(value).ok_or(KeyMapError::BadModelMap { index })?;
-                entry.model_map = Some(Box::new(map));
+                policy.model_map = Some(map);
             }
             "id" => {
                 let id = value.as_str().filter(|id| is_counter_name(id));
                 let id = id.ok_or(KeyMapError::BadId { index })?.to_owned();
-                entry.limits.get_or_insert_default().id = Some(id);
+                policy.limits.get_or_insert_default().id = Some(id);
             }
             "limits" => {
                 let own = parse_limits(&value).ok_or(KeyMapError::BadLimits { index })?;
-                entry.limits.get_or_insert_default().own = Some(own);
+                policy.limits.get_or_insert_default().own = Some(own);
             }
             _ => {
                 return Err(KeyMapError::UnknownField {
@@ -86,15 +87,15 @@ pub fn parse(
     }
     // With a `tenants` member, every tenant a key names must be there: a misspelt name would
     // otherwise drop the tenant's limits without a word.
-    if let (Some(tenant), Some(tenants)) = (&entry.tenant, tenants) {
+    if let (Some(tenant), Some(tenants)) = (&policy.tenant, tenants) {
         let limits = tenants
             .get(tenant)
             .ok_or(KeyMapError::UnknownTenant { index })?;
         if let Some(limits) = limits {
-            entry.limits.get_or_insert_default().tenant = Some(*limits);
+            policy.limits.get_or_insert_default().tenant = Some(*limits);
         }
     }
-    Ok(entry)
+    Ok(entry.with_policy(policy))
 }
 
 fn parse_routes(value: &Value) -> Option<Vec<RouteGroup>> {

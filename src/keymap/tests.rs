@@ -40,11 +40,11 @@ fn parses_hashed_names_and_policy_objects() {
         "Bearer sk-hidden"
     );
     let carol = lookup(&map, "wrapper-key-carol").unwrap();
-    assert_eq!(carol.tenant.as_deref(), Some("carol"));
+    assert_eq!(carol.policy().tenant.as_deref(), Some("carol"));
     assert!(carol.allows_model("gpt-4o-mini"));
     assert!(!carol.allows_model("gpt-4o"));
     let expected = UNIX_EPOCH + Duration::from_secs(1_893_452_400);
-    assert_eq!(carol.expires_at, Some(expected));
+    assert_eq!(carol.policy().expires_at, Some(expected));
     assert!(!carol.is_expired(expected - Duration::from_secs(1)));
     assert!(carol.is_expired(expected));
 }
@@ -58,7 +58,7 @@ fn routes_name_route_groups() {
     .unwrap();
     let carol = lookup(&map, "wrapper-key-carol").unwrap();
     assert_eq!(
-        carol.routes.as_deref(),
+        carol.policy().routes.as_deref(),
         Some(
             &[
                 RouteGroup::ChatCompletions,
@@ -191,7 +191,7 @@ fn limits_ids_and_tenants_parse() {
     )
     .unwrap();
     let alice = lookup(&map, "wk-alice").unwrap();
-    let limits = alice.limits.as_deref().unwrap();
+    let limits = alice.policy().limits.as_ref().unwrap();
     assert_eq!(limits.id.as_deref(), Some("alice@team-a"));
     let own = limits.own.unwrap();
     assert_eq!(

@@ -2,15 +2,15 @@ use axum::http::Method;
 
 use super::*;
 use crate::error::ProxyError;
-use crate::keys::RealKey;
+use crate::keys::{KeyPolicy, RealKey};
 use crate::routes::{RouteGroup, route};
 
 fn entry(models: Option<&[&str]>, routes: Option<&[RouteGroup]>) -> KeyEntry {
-    KeyEntry {
+    KeyEntry::for_key(RealKey::new("sk-test").unwrap()).with_policy(KeyPolicy {
         models: models.map(|list| list.iter().map(|m| (*m).to_owned()).collect()),
         routes: routes.map(<[RouteGroup]>::to_vec),
-        ..KeyEntry::for_key(RealKey::new("sk-test").unwrap())
-    }
+        ..KeyPolicy::default()
+    })
 }
 
 fn post(path: &str) -> Route {

@@ -131,9 +131,9 @@ fn rotation_keeps_the_entry_and_its_id_and_expires_the_old_key() {
         .lookup(&WrapperKeyDigest::of("wrapper-key-bob"))
         .unwrap();
     let fresh = map.lookup(&new).unwrap();
-    assert_eq!(old.expires_at, Some(until));
-    assert_eq!(fresh.expires_at, None);
-    assert_eq!(fresh.tenant.as_deref(), Some("bob"));
+    assert_eq!(old.policy().expires_at, Some(until));
+    assert_eq!(fresh.policy().expires_at, None);
+    assert_eq!(fresh.policy().tenant.as_deref(), Some("bob"));
     // Both count in the old key's counters.
     assert_eq!(old.counter_id(&WrapperKeyDigest::of("x")), bob);
     assert_eq!(fresh.counter_id(&new), bob);
@@ -153,7 +153,10 @@ fn revoke_and_set_real_key_act_on_every_key_of_an_id() {
     let entry = map
         .lookup(&WrapperKeyDigest::of("wrapper-key-alice"))
         .unwrap();
-    assert_eq!(entry.real_key.as_ref().unwrap().raw().unwrap(), "sk-alice-2");
+    assert_eq!(
+        entry.real_key.as_ref().unwrap().raw().unwrap(),
+        "sk-alice-2"
+    );
     assert_eq!(document.revoke(&alice, None), Ok(1));
     assert_eq!(
         document.revoke(&alice, None),
