@@ -211,7 +211,11 @@ async fn cpu_share_cells(setup: &Setup<'_>, report: &mut Report) -> Result<(), S
         // and from moto, which does not enforce the quota.
         for (label, name, settings) in [
             ("file", "file", setup.file()),
-            ("moto (420 KB, more than a secret holds)", "moto", setup.moto()),
+            (
+                "moto (420 KB, more than a secret holds)",
+                "moto",
+                setup.moto(),
+            ),
             (
                 "moto, cut to one secret's 64 KB",
                 "moto_64k",

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, pki_types};
 
+use crate::support::tls::self_signed_for_loopback;
 use crate::support::upstream::FakeUpstream;
 use crate::support::{InProcessProxy, WRAPPER_KEY, config, http_client_builder, openai, state};
 use openai_proxy::upstream;
@@ -57,18 +56,7 @@ struct UntrustedTls {
 
 impl UntrustedTls {
     async fn start() -> Self {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-        let key = pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let acceptor = self_signed_for_loopback().acceptor;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handshakes = Arc::new(Mutex::new(Vec::new()));

@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, pki_types};
 
 use openai_proxy::tls::TrustRoots;
 
 use crate::support::moto::Moto;
+use crate::support::tls::{SelfSigned, self_signed_for_loopback};
 use crate::support::upstream::FakeUpstream;
 use crate::support::{BinaryProxy, TempFile, WRAPPER_KEY, http_client, key_map_json, openai};
 
@@ -29,18 +28,7 @@ struct TlsFront {
 
 impl TlsFront {
     async fn start(target: SocketAddr) -> Self {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-        let key = pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let SelfSigned { acceptor, cert } = self_signed_for_loopback();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handshakes = Arc::new(AtomicUsize::new(0));
@@ -63,12 +51,8 @@ impl TlsFront {
         Self {
             addr,
             // Written by the proxy's own PEM writer, which the AWS SDK's client reads too.
-            pem: String::from_utf8(
-                TrustRoots::from_certificates(vec![certified.cert.der().clone()])
-                    .pem()
-                    .to_vec(),
-            )
-            .unwrap(),
+            pem: String::from_utf8(TrustRoots::from_certificates(vec![cert]).pem().to_vec())
+                .unwrap(),
             handshakes,
             task,
         }

@@ -19,6 +19,7 @@ pub mod process;
 pub mod runtime_api;
 pub mod secret_relay;
 pub mod sigv4_upstream;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::HashMap;
