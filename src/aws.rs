@@ -28,7 +28,10 @@ pub fn https_client() -> SharedHttpClient {
     match context {
         Ok(context) => builder.tls_context(context).build_https(),
         // Building a context cannot fail today (the PEM is checked when a connection is made);
-        // should it ever, the SDK's own reading of the roots still works.
-        Err(_) => builder.build_https(),
+        // should it ever, the SDK reads the system's roots itself, as it did before `tls.rs`.
+        Err(error) => {
+            tracing::warn!(%error, "the AWS SDK's client reads the trusted roots itself");
+            builder.build_https()
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! The trust roots of every TLS client in the process (the upstreams' client and the AWS SDK's),
 //! read from the system once.
 //!
-//! Where they come from: `SSL_CERT_FILE` and `SSL_CERT_DIR` when either is set, as OpenSSL reads
-//! them; otherwise, on Linux, the distribution's bundle file alone (found as OpenSSL finds it:
-//! `/etc/ssl/certs/ca-certificates.crt` on Debian, `/etc/pki/tls/certs/ca-bundle.crt` on Amazon
-//! Linux); elsewhere, or without a bundle, the platform's store (rustls-native-certs).
+//! Where they come from: when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, what they name and nothing
+//! else (a PEM bundle, directories of PEM files; unlike OpenSSL, the one left unset adds no
+//! default); otherwise, on Linux, the distribution's bundle file alone, found as OpenSSL finds it
+//! (`/etc/ssl/certs/ca-certificates.crt` on Debian,
+//! `/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem` on Amazon Linux); elsewhere, or without a
+//! bundle, the platform's store (rustls-native-certs).
 //!
 //! Why the bundle alone: asked for the platform's store on Linux, rustls-native-certs reads the
 //! bundle and then every file of the certificate directory, which on Debian holds the same
@@ -27,15 +29,16 @@ pub struct TrustRoots {
     pem: Vec<u8>,
 }
 
+/// What is wrong when the roots are empty (a start-up error for the proxy, `upstream/client.rs`).
+pub const NO_ROOTS: &str = "no trusted root certificates were found (SSL_CERT_FILE and SSL_CERT_DIR, or the system's bundle)";
+
 /// The process's roots, read on first use.
 pub fn roots() -> &'static TrustRoots {
     static ROOTS: OnceLock<TrustRoots> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let roots = TrustRoots::from_certificates(load());
         if roots.store.is_empty() {
-            tracing::warn!(
-                "no trusted root certificates found (set SSL_CERT_FILE to a PEM bundle): every TLS connection will fail"
-            );
+            tracing::warn!("{NO_ROOTS}: every TLS connection will fail");
         }
         roots
     })
@@ -77,28 +80,26 @@ impl TrustRoots {
 
 fn load() -> Vec<CertificateDer<'static>> {
     #[cfg(target_os = "linux")]
-    if let Some(certs) = bundle_alone() {
-        return certs;
+    {
+        let named = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        let bundle = (!named).then(|| openssl_probe::probe().cert_file).flatten();
+        if let Some(certs) = bundle.as_deref().and_then(bundle_alone) {
+            return certs;
+        }
     }
     let found = rustls_native_certs::load_native_certs();
     report(&found.errors);
     found.certs
 }
 
-/// The distribution's bundle file, unless `SSL_CERT_FILE` or `SSL_CERT_DIR` says otherwise, or
-/// there is none, or it holds no certificate.
+/// The certificates of the bundle file at `path`, if it can be read and holds any; otherwise the
+/// platform's store is read instead (which reports what was wrong).
 #[cfg(target_os = "linux")]
-fn bundle_alone() -> Option<Vec<CertificateDer<'static>>> {
-    if ["SSL_CERT_FILE", "SSL_CERT_DIR"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some())
-    {
-        return None;
-    }
-    let bundle = openssl_probe::probe().cert_file?;
-    let found = rustls_native_certs::load_certs_from_paths(Some(&bundle), None);
-    report(&found.errors);
-    (!found.certs.is_empty()).then_some(found.certs)
+fn bundle_alone(path: &std::path::Path) -> Option<Vec<CertificateDer<'static>>> {
+    let found = rustls_native_certs::load_certs_from_paths(Some(path), None);
+    (found.errors.is_empty() && !found.certs.is_empty()).then_some(found.certs)
 }
 
 /// Errors name files, never secrets.

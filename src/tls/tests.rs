@@ -39,3 +39,20 @@ fn no_certificates_make_an_empty_store_and_no_pem() {
     assert!(roots.store().is_empty());
     assert!(roots.pem().is_empty());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_bundle_is_read_alone_only_when_it_holds_certificates() {
+    let dir = std::env::temp_dir().join(format!("openai-proxy-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certs = vec![self_signed("a.example"), self_signed("b.example")];
+    let bundle = dir.join("bundle.pem");
+    std::fs::write(&bundle, TrustRoots::from_certificates(certs.clone()).pem()).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(bundle_alone(&bundle), Some(certs));
+    // Nothing in it, or no file: the platform's store is read instead.
+    assert_eq!(bundle_alone(&empty), None);
+    assert_eq!(bundle_alone(&dir.join("missing.pem")), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -59,10 +59,16 @@ impl Client {
     }
 
     fn build(config: &Config, resolver: Resolver) -> Result<Self, rustls::Error> {
+        // No roots stop the start, as they did with the platform verifier: a proxy that starts
+        // and then fails every TLS handshake is harder to diagnose.
+        let roots = crate::tls::roots().store();
+        if roots.is_empty() {
+            return Err(rustls::Error::General(crate::tls::NO_ROOTS.to_owned()));
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(crate::tls::roots().store())
+            .with_root_certificates(roots)
             .with_no_client_auth();
         let mut tcp = HttpConnector::new_with_resolver(resolver);
         // https and plain http (a vLLM on a private network) alike.
