@@ -15,7 +15,9 @@ use openai_proxy::tls::TrustRoots;
 use crate::support::moto::Moto;
 use crate::support::tls::{SelfSigned, self_signed_for_loopback};
 use crate::support::upstream::FakeUpstream;
-use crate::support::{BinaryProxy, TempFile, WRAPPER_KEY, http_client, key_map_json, openai};
+use crate::support::{
+    BinaryProxy, TempFile, WRAPPER_KEY, http_client, key_map_json, openai, run_binary_to_exit,
+};
 
 /// TLS on loopback in front of a plain-HTTP server, with a fresh self-signed certificate for
 /// 127.0.0.1 that no system trusts: what a private CA looks like to the proxy.
@@ -177,4 +179,20 @@ async fn without_it_the_same_certificates_are_refused() {
     let (status, body) = chat(&setup.proxy).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(setup.upstream_front.handshakes(), 0);
+}
+
+#[test]
+fn no_trusted_roots_at_all_is_a_clear_start_up_error() {
+    let keys = TempFile::with_contents("keys.json", &key_map_json());
+    let empty = TempFile::with_contents("roots.pem", "");
+    let (ok, stderr) = run_binary_to_exit(&[
+        ("KEY_MAP_FILE", keys.path_str()),
+        ("SSL_CERT_FILE", empty.path_str()),
+    ]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("no trusted root certificates were found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
 }
