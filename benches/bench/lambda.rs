@@ -54,8 +54,9 @@ pub struct Front {
     expected_chat: Vec<u8>,
     /// Exec → last byte of the first answer (a cold start).
     pub first_answered: Duration,
-    /// The process's CPU time (all threads) when the first answer had arrived: what a start
-    /// costs, which under a small share decides how many CFS periods it spans.
+    /// The process's CPU time when the first answer had arrived (its threads then alive; one
+    /// that had already exited is not counted): what a start costs, which under a small share
+    /// decides how many CFS periods it spans.
     pub start_cpu: Duration,
 }
 
