@@ -13,6 +13,15 @@ use crate::keys::{KeyEntry, KeyPolicy, RealKey};
 use crate::routes::RouteGroup;
 use crate::upstream::DEFAULT_NAME;
 
+/// A member whose value is the real key itself.
+pub fn plain(index: usize, real_key: &str) -> Result<KeyEntry, KeyMapError> {
+    Some(real_key)
+        .filter(|key| !key.is_empty())
+        .and_then(RealKey::new)
+        .map(KeyEntry::for_key)
+        .ok_or(KeyMapError::BadRealKey { index })
+}
+
 pub fn parse(
     index: usize,
     value: Node,
@@ -27,7 +36,7 @@ pub fn parse(
             .ok_or(KeyMapError::BadRealKey { index })
     };
     let fields = match value {
-        Node::Value(value @ Value::String(_)) => return Ok(KeyEntry::for_key(real_key(&value)?)),
+        Node::Value(Value::String(key)) => return plain(index, &key),
         Node::Object(fields) => fields,
         Node::Value(_) => return Err(KeyMapError::BadValue { index }),
     };

@@ -2,6 +2,7 @@
 //! so errors can point at positions and a wrapper key written twice is caught (serde_json's own
 //! `Value` keeps one of two same-named members, silently).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -86,5 +87,66 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_unit<E>(self) -> Result<Node, E> {
         Ok(Node::Value(Value::Null))
+    }
+}
+
+/// A flat document whose every value is a string (the original format's commonest shape), read
+/// with its names and values borrowed from the document where JSON allows: a large map is then
+/// read without two allocations per member. Anything else (a value that is not a string, bad
+/// JSON) is not a `Flat`, and the document is read as `Node`s instead, which says what is wrong.
+pub struct Flat<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de> Deserialize<'de> for Flat<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FlatVisitor)
+    }
+}
+
+struct FlatVisitor;
+
+impl<'de> Visitor<'de> for FlatVisitor {
+    type Value = Flat<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Flat<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(member) = map.next_entry::<Text<'de>, Text<'de>>()? {
+            members.push((member.0.0, member.1.0));
+        }
+        Ok(Flat(members))
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes (serde's own `Cow<str>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(value)))
     }
 }
