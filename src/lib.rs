@@ -23,6 +23,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+mod json_text;
 pub mod keymap;
 pub mod keys;
 pub mod lambda;

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::json_text::Text;
+
 pub enum Node {
     Object(Vec<(String, Node)>),
     Value(Value),
@@ -120,33 +122,5 @@ impl<'de> Visitor<'de> for FlatVisitor {
     }
 }
 
-/// A JSON string, borrowed when it has no escapes (serde's own `Cow<str>` always copies).
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(value)))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(value.to_owned())))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(value)))
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,8 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::json_text::Text;
+
 /// Why an event is not a request the router can take. Its text never quotes the event.
 #[derive(Debug, thiserror::Error)]
 pub enum BadEvent {
@@ -146,37 +148,6 @@ struct RequestContext<'a> {
 struct Http<'a> {
     #[serde(borrow)]
     method: Text<'a>,
-}
-
-/// A JSON string: borrowed from the event where it has no escapes, else unescaped into its own.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Borrowed(text)))
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(text.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(text)))
-    }
 }
 
 /// `headers`: name → value, or name → [values] (as lambda_http also takes them).
