@@ -168,7 +168,7 @@ impl KeyEntry {
     /// Sets the policy, leaving none when `policy` is empty.
     pub fn with_policy(self, policy: KeyPolicy) -> Self {
         Self {
-            policy: (policy != KeyPolicy::default()).then(|| Box::new(policy)),
+            policy: (policy != NO_POLICY).then(|| Box::new(policy)),
             ..self
         }
     }

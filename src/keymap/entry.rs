@@ -14,11 +14,14 @@ use crate::routes::RouteGroup;
 use crate::upstream::DEFAULT_NAME;
 
 /// A member whose value is the real key itself.
-pub fn plain(index: usize, real_key: &str) -> Result<KeyEntry, KeyMapError> {
-    Some(real_key)
-        .filter(|key| !key.is_empty())
+pub fn plain(index: usize, key: &str) -> Result<KeyEntry, KeyMapError> {
+    real_key(index, Some(key)).map(KeyEntry::for_key)
+}
+
+/// A real key: a non-empty string that can be sent as a header value.
+fn real_key(index: usize, key: Option<&str>) -> Result<RealKey, KeyMapError> {
+    key.filter(|key| !key.is_empty())
         .and_then(RealKey::new)
-        .map(KeyEntry::for_key)
         .ok_or(KeyMapError::BadRealKey { index })
 }
 
@@ -28,13 +31,6 @@ pub fn parse(
     upstreams: &UpstreamsByName,
     tenants: &Tenants,
 ) -> Result<KeyEntry, KeyMapError> {
-    let real_key = |value: &Value| {
-        value
-            .as_str()
-            .filter(|key| !key.is_empty())
-            .and_then(RealKey::new)
-            .ok_or(KeyMapError::BadRealKey { index })
-    };
     let fields = match value {
         Node::Value(Value::String(key)) => return plain(index, &key),
         Node::Object(fields) => fields,
@@ -45,7 +41,7 @@ pub fn parse(
     for (field, value) in fields {
         let value = value.into_value();
         match field.as_str() {
-            "api_key" => entry.real_key = Some(real_key(&value)?),
+            "api_key" => entry.real_key = Some(real_key(index, value.as_str())?),
             "tenant" => {
                 let name = value.as_str().filter(|name| !name.is_empty());
                 policy.tenant = Some(name.ok_or(KeyMapError::BadTenant { index })?.to_owned());
